@@ -1,0 +1,43 @@
+# Nudge: every command the README names. `make run` and `make test` need only
+# python3 (3.11) on the machine; the virtualenv is made on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAGE ?= dev
+AWS_PORT ?= 4566
+PORT ?= 8000
+
+.PHONY: run test unit integration e2e packaging bench package deploy clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python requirements.txt requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+## Start the whole engine on the embedded AWS emulator (Ctrl-C stops it).
+run: $(VENV)/.installed
+	AWS_PORT=$(AWS_PORT) PORT=$(PORT) $(BIN)/python -m infra.local_stack
+
+## Every test: unit, integration, packaging and end-to-end on the local stack.
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+unit integration e2e packaging: $(VENV)/.installed
+	$(BIN)/python -m pytest tests/$@
+
+## Cost and speed figures, as ratios measured in one run (see README).
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench
+
+## Build the deployable template and artifacts into build/package.
+package: $(VENV)/.installed
+	$(BIN)/python -m layers.package --stage $(STAGE) --out build/package
+
+## Deploy build/package with CloudFormation (needs AWS credentials and NUDGE_ARTIFACT_BUCKET).
+deploy: package
+	$(BIN)/python -m layers.deploy --stage $(STAGE) --package build/package
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,51 @@
+"""Nudge's Chalice application: the app, its middleware and its blueprints.
+
+No logic and no AWS clients here; see functions/ for the handlers and
+chalicelib/ for everything they call.
+"""
+from chalice import Chalice
+
+from chalicelib.http import cors_headers, error
+from chalicelib.observability import flush, logger
+from chalicelib.settings import get_settings
+from functions.admin import admin
+from functions.bus import bus
+from functions.tracking import tracking
+
+app = Chalice(app_name="nudge")
+
+
+@app.middleware("http")
+def http_boundary(event, get_response):
+    """Correlation id and CORS on every answer, and every failure in the JSON
+    error shape (a retry is safe: ingestion is idempotent by messageId)."""
+    request_context = event.context or {}
+    logger.set_correlation_id(event.headers.get("x-request-id") or request_context.get("requestId"))
+    try:
+        response = get_response(event)
+    finally:
+        flush()
+    if response.status_code >= 500 and not _is_ours(response):
+        # Chalice has already logged the traceback; answer in Nudge's shape.
+        response = error(response.status_code, "internal_error",
+                         "Nudge could not complete the request; it is safe to retry")
+    response.headers.update(cors_headers(event.headers.get("origin"), get_settings().cors_origins))
+    return response
+
+
+def _is_ours(response) -> bool:
+    return isinstance(response.body, dict) and "error" in response.body
+
+
+@app.middleware("all")
+def publish_metrics(event, get_response):
+    """Publish the metrics of every non-HTTP invocation (bus, queues, schedules)."""
+    try:
+        return get_response(event)
+    finally:
+        flush()
+
+
+app.register_blueprint(tracking)
+app.register_blueprint(admin)
+app.register_blueprint(bus)

@@ -1,0 +1,1 @@
+"""Nudge: a trigger-marketing engine deployed as small Lambda handlers with Chalice."""

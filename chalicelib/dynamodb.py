@@ -1,0 +1,287 @@
+"""DynamoDB adapters for the storage ports, built on PynamoDB.
+
+The only module that knows the tables' item shapes. Table names come from
+settings when an adapter is made, never at import; the endpoint comes from
+botocore's own configuration (``AWS_ENDPOINT_URL`` points it at the emulator).
+
+Item shapes (see infra/template.yaml for the tables):
+
+- events: ``pk`` = identity (``user:<id>``/``anon:<id>``), ``sk`` = client time
+  + ``#`` + messageId, ``data`` = the event as JSON. The client's own timestamp
+  is in the key because it is the same on every retry, which makes the
+  conditional put a deduplication. A message with a messageId and no client
+  timestamp also claims a marker item (``msg:<identity>:<messageId>``, expiring
+  after a week) so that its retries are recognised too.
+- profiles: ``pk`` = profile id, ``data`` = the profile as JSON, ``version``
+  for optimistic locking; link items ``pk`` = ``alias:<anonymousId>``.
+- keys: ``pk`` = SHA-256 of the secret, ``kind`` = write or admin.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from functools import wraps
+from typing import Any, Callable, Sequence, TypeVar
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute, VersionAttribute
+from botocore.exceptions import BotoCoreError
+from pynamodb.exceptions import PynamoDBException, PutError
+from pynamodb.models import Model
+
+from chalicelib.errors import ConcurrentUpdate, StorageUnavailable
+from chalicelib.ports import EventPage
+from chalicelib.profiles import EventCounter, Profile
+from chalicelib.segment import Event, iso, parse_time
+from chalicelib.settings import Settings
+
+DEDUPE_MARKER_SECONDS = 7 * 24 * 3600
+#: Conditional puts in flight at once for one request's events.
+PUT_CONCURRENCY = 8
+
+
+class EventItem(Model):
+    class Meta:
+        table_name = "unbound"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    data = UnicodeAttribute(null=True)
+    expires_at = NumberAttribute(null=True)
+
+
+class ProfileItem(Model):
+    class Meta:
+        table_name = "unbound"
+
+    pk = UnicodeAttribute(hash_key=True)
+    data = UnicodeAttribute(null=True)
+    user_id = UnicodeAttribute(null=True)
+    version = VersionAttribute(null=True)
+
+
+class KeyItem(Model):
+    class Meta:
+        table_name = "unbound"
+
+    pk = UnicodeAttribute(hash_key=True)
+    kind = UnicodeAttribute()
+    name = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute(null=True)
+
+
+def bind(settings: Settings) -> None:
+    """Point the models at this deployment's tables (cheap; safe to repeat)."""
+    for model, table in (
+        (EventItem, settings.events_table),
+        (ProfileItem, settings.profiles_table),
+        (KeyItem, settings.keys_table),
+    ):
+        if model.Meta.table_name != table or getattr(model.Meta, "region", None) != settings.region:
+            model.Meta.table_name = table
+            model.Meta.region = settings.region
+            model._connection = None
+
+
+def _conditional_failure(exc: Exception) -> bool:
+    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def translated(method: _F) -> _F:
+    """Turn PynamoDB and botocore failures into StorageUnavailable, so callers
+    handle one domain error instead of two libraries' exception trees."""
+
+    @wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except (PynamoDBException, BotoCoreError) as exc:
+            raise StorageUnavailable(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def event_sort_key(event: Event) -> str:
+    return f"{iso(event.client_timestamp or event.received_at)}#{event.message_id}"
+
+
+def event_from_json(data: str) -> Event:
+    raw = json.loads(data)
+    client = raw.get("originalTimestamp")
+    return Event(
+        type=raw["type"],
+        message_id=raw["messageId"],
+        message_id_given=True,
+        user_id=raw.get("userId"),
+        anonymous_id=raw.get("anonymousId"),
+        timestamp=parse_time(raw["timestamp"]),
+        received_at=parse_time(raw["receivedAt"]),
+        client_timestamp=parse_time(client) if client else None,
+        event=raw.get("event"),
+        name=raw.get("name"),
+        properties=raw.get("properties", {}),
+        traits=raw.get("traits", {}),
+        context=raw.get("context", {}),
+        group_id=raw.get("groupId"),
+        previous_id=raw.get("previousId"),
+    )
+
+
+class DynamoEventLog:
+    """EventLog on the events table."""
+
+    def __init__(self, settings: Settings) -> None:
+        bind(settings)
+
+    @translated
+    def append(self, events: Sequence[Event]) -> list[bool]:
+        seen: set[tuple[str, str]] = set()
+        unique: list[int] = []
+        for index, event in enumerate(events):
+            key = (event.identity, event_sort_key(event))
+            if key not in seen:
+                seen.add(key)
+                unique.append(index)
+        results = [False] * len(events)
+        if len(unique) == 1:
+            results[unique[0]] = self._put(events[unique[0]])
+            return results
+        with ThreadPoolExecutor(max_workers=min(PUT_CONCURRENCY, len(unique) or 1)) as pool:
+            for index, is_new in zip(unique, pool.map(lambda i: self._put(events[i]), unique)):
+                results[index] = is_new
+        return results
+
+    def _put(self, event: Event) -> bool:
+        if event.message_id_given and event.client_timestamp is None:
+            marker = EventItem(
+                f"msg:{event.identity}:{event.message_id}", "dedupe",
+                expires_at=int(time.time()) + DEDUPE_MARKER_SECONDS,
+            )
+            if not self._claim(marker):
+                return False
+        item = EventItem(
+            event.identity,
+            event_sort_key(event),
+            data=json.dumps(event.as_dict(), separators=(",", ":"), ensure_ascii=False),
+        )
+        return self._claim(item)
+
+    @staticmethod
+    def _claim(item: EventItem) -> bool:
+        try:
+            item.save(condition=EventItem.pk.does_not_exist())
+        except PutError as exc:
+            if _conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    @translated
+    def history(self, identities: Sequence[str], limit: int, cursor: str | None) -> EventPage:
+        before = base64.urlsafe_b64decode(cursor.encode()).decode() if cursor else None
+        candidates: list[EventItem] = []
+        more = False
+        for identity in identities:
+            condition = EventItem.sk < before if before else None
+            page = list(
+                EventItem.query(identity, range_key_condition=condition, scan_index_forward=False, limit=limit + 1)
+            )
+            more = more or len(page) > limit
+            candidates.extend(page[:limit + 1])
+        candidates.sort(key=lambda item: item.sk, reverse=True)
+        chosen = candidates[:limit]
+        more = more or len(candidates) > limit
+        next_cursor = base64.urlsafe_b64encode(chosen[-1].sk.encode()).decode() if more and chosen else None
+        return EventPage([event_from_json(item.data) for item in chosen], next_cursor)
+
+
+def _profile_to_json(profile: Profile) -> str:
+    body = profile.as_dict()
+    body["events"] = {name: [c.count, c.last] for name, c in profile.counters.items()}
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+def _profile_from_item(item: ProfileItem) -> Profile:
+    body: dict[str, Any] = json.loads(item.data or "{}")
+    return Profile(
+        profile_id=item.pk,
+        user_id=body.get("userId"),
+        anonymous_ids=tuple(body.get("anonymousIds", ())),
+        traits=body.get("traits", {}),
+        groups=body.get("groups", {}),
+        timezone=body.get("timezone"),
+        first_seen=body.get("firstSeen"),
+        last_seen=body.get("lastSeen"),
+        counters={name: EventCounter(count, last) for name, (count, last) in body.get("events", {}).items()},
+        version=item.version or 0,
+    )
+
+
+class DynamoProfileStore:
+    """ProfileStore on the profiles table."""
+
+    def __init__(self, settings: Settings) -> None:
+        bind(settings)
+
+    @translated
+    def get(self, profile_id: str) -> Profile | None:
+        try:
+            return _profile_from_item(ProfileItem.get(profile_id, consistent_read=True))
+        except ProfileItem.DoesNotExist:
+            return None
+
+    @translated
+    def save(self, profile: Profile) -> Profile:
+        item = ProfileItem(profile.profile_id, data=_profile_to_json(profile), user_id=profile.user_id)
+        if profile.version:
+            item.version = profile.version
+        try:
+            item.save()
+        except PutError as exc:
+            if _conditional_failure(exc):
+                raise ConcurrentUpdate(profile.profile_id) from exc
+            raise
+        return Profile(**{**profile.__dict__, "version": item.version})
+
+    @translated
+    def delete(self, profile_id: str) -> None:
+        ProfileItem(profile_id).delete(add_version_condition=False)
+
+    @translated
+    def resolve(self, anonymous_ids: Sequence[str]) -> dict[str, str]:
+        keys = [f"alias:{anon}" for anon in anonymous_ids]
+        found = ProfileItem.batch_get(keys, consistent_read=True)
+        return {item.pk.removeprefix("alias:"): item.user_id for item in found if item.user_id}
+
+    @translated
+    def link(self, anonymous_id: str, user_id: str) -> None:
+        ProfileItem(f"alias:{anonymous_id}", user_id=user_id).save(add_version_condition=False)
+
+
+def key_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class DynamoKeyStore:
+    """KeyStore on the keys table; only SHA-256 digests of secrets are stored."""
+
+    def __init__(self, settings: Settings) -> None:
+        bind(settings)
+
+    @translated
+    def kind_of(self, secret: str) -> str | None:
+        try:
+            return KeyItem.get(key_digest(secret)).kind
+        except KeyItem.DoesNotExist:
+            return None
+
+    @translated
+    def add(self, secret: str, kind: str, name: str) -> None:
+        created = datetime.now(timezone.utc).isoformat()
+        KeyItem(key_digest(secret), kind=kind, name=name, created_at=created).save()

@@ -1,0 +1,55 @@
+"""The one reader of Nudge's configuration.
+
+Every value comes from the process environment and is read when it is asked for,
+never at import time: ``chalice.test.Client`` applies a stage's environment only
+while a call runs, and Lambda sets it before the first invocation. Nothing here
+talks to AWS.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+#: Environment variable -> meaning. The deployed template sets these from its
+#: own resources (infra/template.yaml, Globals); the local stack sets them from
+#: the stack it creates in the emulator.
+TABLE_VARIABLES = {
+    "NUDGE_EVENTS_TABLE": "events log, one item per accepted event",
+    "NUDGE_PROFILES_TABLE": "profiles and identity links",
+    "NUDGE_KEYS_TABLE": "hashed write keys and admin tokens",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str
+    region: str
+    events_table: str
+    profiles_table: str
+    keys_table: str
+    event_bus: str
+    cors_origins: tuple[str, ...]
+    max_event_bytes: int
+    max_batch_bytes: int
+    key_cache_seconds: float
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def get_settings() -> Settings:
+    """Read the settings now. Cheap enough to call on every request."""
+    env = os.environ
+    return Settings(
+        stage=env.get("NUDGE_STAGE", "local"),
+        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        events_table=env.get("NUDGE_EVENTS_TABLE", "nudge-local-events"),
+        profiles_table=env.get("NUDGE_PROFILES_TABLE", "nudge-local-profiles"),
+        keys_table=env.get("NUDGE_KEYS_TABLE", "nudge-local-keys"),
+        event_bus=env.get("NUDGE_EVENT_BUS", "nudge"),
+        cors_origins=_origins(env.get("NUDGE_CORS_ORIGINS", "")),
+        max_event_bytes=int(env.get("NUDGE_MAX_EVENT_BYTES", 32 * 1024)),
+        max_batch_bytes=int(env.get("NUDGE_MAX_BATCH_BYTES", 500 * 1024)),
+        key_cache_seconds=float(env.get("NUDGE_KEY_CACHE_SECONDS", 60)),
+    )
