@@ -22,6 +22,7 @@ import base64
 import hashlib
 import json
 import time
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from functools import wraps
@@ -184,7 +185,7 @@ class DynamoEventLog:
 
     @translated
     def history(self, identities: Sequence[str], limit: int, cursor: str | None) -> EventPage:
-        before = base64.urlsafe_b64decode(cursor.encode()).decode() if cursor else None
+        before = _decode_cursor(cursor) if cursor else None
         candidates: list[EventItem] = []
         more = False
         for identity in identities:
@@ -199,6 +200,14 @@ class DynamoEventLog:
         more = more or len(candidates) > limit
         next_cursor = base64.urlsafe_b64encode(chosen[-1].sk.encode()).decode() if more and chosen else None
         return EventPage([event_from_json(item.data) for item in chosen], next_cursor)
+
+
+def _decode_cursor(cursor: str) -> str:
+    """The sort key a cursor stands for; ValueError if it is not one of ours."""
+    sort_key = base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
+    if "#" not in sort_key:
+        raise ValueError("not a history cursor")
+    return sort_key
 
 
 def _profile_to_json(profile: Profile) -> str:
@@ -247,7 +256,7 @@ class DynamoProfileStore:
             if _conditional_failure(exc):
                 raise ConcurrentUpdate(profile.profile_id) from exc
             raise
-        return Profile(**{**profile.__dict__, "version": item.version})
+        return replace(profile, version=item.version)
 
     @translated
     def delete(self, profile_id: str) -> None:
