@@ -1,0 +1,1 @@
+"""`make bench`: Nudge's cost and speed figures, each a ratio measured in one run."""
