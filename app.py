@@ -5,7 +5,7 @@ chalicelib/ for everything they call.
 """
 from chalice import Chalice
 
-from chalicelib.http import cors_headers, error
+from chalicelib.http import cors_headers, in_error_shape
 from chalicelib.observability import flush, logger
 from chalicelib.settings import get_settings
 from functions.admin import admin
@@ -25,16 +25,9 @@ def http_boundary(event, get_response):
         response = get_response(event)
     finally:
         flush()
-    if response.status_code >= 500 and not _is_ours(response):
-        # Chalice has already logged the traceback; answer in Nudge's shape.
-        response = error(response.status_code, "internal_error",
-                         "Nudge could not complete the request; it is safe to retry")
+    response = in_error_shape(response)
     response.headers.update(cors_headers(event.headers.get("origin"), get_settings().cors_origins))
     return response
-
-
-def _is_ours(response) -> bool:
-    return isinstance(response.body, dict) and "error" in response.body
 
 
 @app.middleware("all")

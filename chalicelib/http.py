@@ -5,6 +5,7 @@ Every 4xx and 5xx body is ``{"error": {"code", "message", "problems": [{"field",
 """
 from __future__ import annotations
 
+import re
 from functools import wraps
 from typing import Any, Callable, Mapping
 
@@ -76,3 +77,20 @@ def answers_errors(challenge: str) -> Callable[[Callable[..., Response]], Callab
         return wrapper
 
     return decorate
+
+
+def in_error_shape(response: Response) -> Response:
+    """Chalice's own error answers (415, 405, an unhandled exception's 500) in
+    Nudge's JSON error shape; other responses unchanged. Chalice has already
+    logged any traceback."""
+    if response.status_code < 400 or (isinstance(response.body, dict) and "error" in response.body):
+        return response
+    if response.status_code >= 500:
+        return error(response.status_code, "internal_error",
+                     "Nudge could not complete the request; it is safe to retry")
+    body = response.body if isinstance(response.body, dict) else {}
+    problems = []
+    if response.status_code == 415:
+        problems = [FieldProblem("Content-Type", "must be application/json or text/plain")]
+    code = re.sub(r"(?<!^)(?=[A-Z])", "_", str(body.get("Code", "BadRequest")).removesuffix("Error")).lower()
+    return error(response.status_code, code, body.get("Message", "the request was refused"), problems)

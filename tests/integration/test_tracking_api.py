@@ -129,3 +129,18 @@ def test_invalid_bus_events_are_dropped_not_retried(client):
                                             detail={"event": "No Person"})
     result = client.lambda_.invoke("on_bus_event", event)
     assert result.payload == {"accepted": 0, "duplicates": 0}
+
+
+def test_unsupported_content_type_is_a_json_415_naming_the_header(client):
+    response = client.http.post("/v1/track", headers={**write_headers(), "Content-Type": "application/xml"},
+                                body="<track/>")
+    assert response.status_code == 415
+    error = json.loads(response.body)["error"]
+    assert error["code"] == "unsupported_media_type"
+    assert error["problems"][0]["field"] == "Content-Type"
+
+
+def test_beacons_sent_as_text_plain_are_accepted(client):
+    body = json.dumps({"anonymousId": "beacon-1", "event": "Tab Closed", "writeKey": "test-write-key"})
+    response = client.http.post("/v1/track", headers={"Content-Type": "text/plain"}, body=body)
+    assert response.status_code == 200
