@@ -17,6 +17,7 @@ TABLE_VARIABLES = {
     "NUDGE_EVENTS_TABLE": "events log, one item per accepted event",
     "NUDGE_PROFILES_TABLE": "profiles and identity links",
     "NUDGE_KEYS_TABLE": "hashed write keys and admin tokens",
+    "NUDGE_DELIVERIES_TABLE": "send ledger, message history and trigger decisions",
 }
 
 
@@ -28,6 +29,10 @@ class Settings:
     profiles_table: str
     keys_table: str
     event_bus: str
+    deliveries_table: str
+    send_queue_url: str
+    alerts_topic_arn: str
+    ses_configuration_set: str
     cors_origins: tuple[str, ...]
     max_event_bytes: int
     max_batch_bytes: int
@@ -48,6 +53,10 @@ def get_settings() -> Settings:
         profiles_table=env.get("NUDGE_PROFILES_TABLE", "nudge-local-profiles"),
         keys_table=env.get("NUDGE_KEYS_TABLE", "nudge-local-keys"),
         event_bus=env.get("NUDGE_EVENT_BUS", "nudge"),
+        deliveries_table=env.get("NUDGE_DELIVERIES_TABLE", "nudge-local-deliveries"),
+        send_queue_url=env.get("NUDGE_SEND_QUEUE_URL", ""),
+        alerts_topic_arn=env.get("NUDGE_ALERTS_TOPIC_ARN", ""),
+        ses_configuration_set=env.get("NUDGE_SES_CONFIGURATION_SET", ""),
         cors_origins=_origins(env.get("NUDGE_CORS_ORIGINS", "")),
         max_event_bytes=int(env.get("NUDGE_MAX_EVENT_BYTES", 32 * 1024)),
         max_batch_bytes=int(env.get("NUDGE_MAX_BATCH_BYTES", 500 * 1024)),
