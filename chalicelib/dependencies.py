@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from chalicelib.ports import EventLog, KeyStore, ProfileStore
+from chalicelib.ports import Channels, DecisionLog, EventLog, KeyStore, Ledger, ProfileStore, SendQueue
 from chalicelib.settings import Settings, get_settings
 
 _overrides: dict[str, Any] = {}
@@ -19,10 +19,17 @@ _overrides: dict[str, Any] = {}
 def _adapters(settings: Settings) -> dict[str, Any]:
     from chalicelib import dynamodb  # deferred: keeps PynamoDB off the import path of `app`
 
+    from chalicelib.channels import AwsChannels
+    from chalicelib.send_queue import SqsSendQueue
+
     return {
         "events": dynamodb.DynamoEventLog(settings),
         "profiles": dynamodb.DynamoProfileStore(settings),
         "keys": dynamodb.DynamoKeyStore(settings),
+        "ledger": dynamodb.DynamoLedger(settings),
+        "decisions": dynamodb.DynamoDecisionLog(settings),
+        "send_queue": SqsSendQueue(settings),
+        "channels": AwsChannels(settings),
     }
 
 
@@ -42,6 +49,22 @@ def profile_store() -> ProfileStore:
 
 def key_store() -> KeyStore:
     return _get("keys")
+
+
+def ledger() -> Ledger:
+    return _get("ledger")
+
+
+def decision_log() -> DecisionLog:
+    return _get("decisions")
+
+
+def send_queue() -> SendQueue:
+    return _get("send_queue")
+
+
+def channels() -> Channels:
+    return _get("channels")
 
 
 def override(**adapters: Any) -> None:

@@ -15,6 +15,10 @@ Item shapes (see infra/template.yaml for the tables):
 - profiles: ``pk`` = profile id, ``data`` = the profile as JSON, ``version``
   for optimistic locking; link items ``pk`` = ``alias:<anonymousId>``.
 - keys: ``pk`` = SHA-256 of the secret, ``kind`` = write or admin.
+- deliveries: ``pk`` = profile id; ``sk`` = ``msg#<trigger>#<occurrence>#<action>``
+  for the send ledger and message history (``status`` sending, sent, failed,
+  skipped), ``dec#<time>#<messageId>`` for why triggers did or did not fire
+  (expiring after ``DECISION_DAYS``).
 """
 from __future__ import annotations
 
@@ -30,16 +34,17 @@ from typing import Any, Callable, Sequence, TypeVar
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute, VersionAttribute
 from botocore.exceptions import BotoCoreError
-from pynamodb.exceptions import PynamoDBException, PutError
+from pynamodb.exceptions import DeleteError, PynamoDBException, PutError
 from pynamodb.models import Model
 
 from chalicelib.errors import ConcurrentUpdate, StorageUnavailable
-from chalicelib.ports import EventPage
+from chalicelib.ports import EventPage, MessageRecord
 from chalicelib.profiles import EventCounter, Profile
 from chalicelib.segment import Event, iso, parse_time
 from chalicelib.settings import Settings
 
 DEDUPE_MARKER_SECONDS = 7 * 24 * 3600
+DECISION_DAYS = 90
 #: Conditional puts in flight at once for one request's events.
 PUT_CONCURRENCY = 8
 
@@ -64,6 +69,17 @@ class ProfileItem(Model):
     version = VersionAttribute(null=True)
 
 
+class DeliveryItem(Model):
+    class Meta:
+        table_name = "unbound"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    status = UnicodeAttribute(null=True)
+    data = UnicodeAttribute()
+    expires_at = NumberAttribute(null=True)
+
+
 class KeyItem(Model):
     class Meta:
         table_name = "unbound"
@@ -80,6 +96,7 @@ def bind(settings: Settings) -> None:
         (EventItem, settings.events_table),
         (ProfileItem, settings.profiles_table),
         (KeyItem, settings.keys_table),
+        (DeliveryItem, settings.deliveries_table),
     ):
         if model.Meta.table_name != table or getattr(model.Meta, "region", None) != settings.region:
             model.Meta.table_name = table
@@ -294,3 +311,82 @@ class DynamoKeyStore:
     def add(self, secret: str, kind: str, name: str) -> None:
         created = datetime.now(timezone.utc).isoformat()
         KeyItem(key_digest(secret), kind=kind, name=name, created_at=created).save()
+
+
+def _record_from_item(item: DeliveryItem) -> MessageRecord:
+    return MessageRecord(**json.loads(item.data))
+
+
+class DynamoLedger:
+    """Ledger and message history on the deliveries table."""
+
+    def __init__(self, settings: Settings) -> None:
+        bind(settings)
+
+    @staticmethod
+    def _item(record: MessageRecord) -> DeliveryItem:
+        return DeliveryItem(record.profile_id, f"msg#{record.key}", status=record.status,
+                            data=json.dumps(record.__dict__, separators=(",", ":"), ensure_ascii=False))
+
+    @translated
+    def get(self, profile_id: str, key: str) -> MessageRecord | None:
+        try:
+            return _record_from_item(DeliveryItem.get(profile_id, f"msg#{key}", consistent_read=True))
+        except DeliveryItem.DoesNotExist:
+            return None
+
+    @translated
+    def claim(self, record: MessageRecord) -> bool:
+        try:
+            self._item(record).save(condition=DeliveryItem.pk.does_not_exist())
+        except PutError as exc:
+            if _conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    @translated
+    def finish(self, record: MessageRecord) -> None:
+        self._item(record).save()
+
+    @translated
+    def release(self, profile_id: str, key: str) -> None:
+        try:
+            DeliveryItem(profile_id, f"msg#{key}").delete(condition=DeliveryItem.status == "sending")
+        except DeleteError as exc:
+            if not _conditional_failure(exc):
+                raise
+
+    @translated
+    def messages(self, profile_id: str, limit: int) -> list[MessageRecord]:
+        items = DeliveryItem.query(profile_id, DeliveryItem.sk.startswith("msg#"))
+        records = sorted((_record_from_item(item) for item in items), key=lambda r: r.created_at, reverse=True)
+        return records[:limit]
+
+
+class DynamoDecisionLog:
+    """Why triggers fired or not, per evaluated event, on the deliveries table."""
+
+    def __init__(self, settings: Settings) -> None:
+        bind(settings)
+
+    @translated
+    def record(self, evaluation: Any, at: str) -> None:
+        body = {
+            "at": at,
+            "event": {k: evaluation.event.get(k) for k in ("messageId", "type", "event", "name", "timestamp")
+                      if evaluation.event.get(k) is not None},
+            "triggers": [verdict.as_dict() for verdict in evaluation.verdicts],
+            "actions": len(evaluation.decisions),
+        }
+        DeliveryItem(
+            evaluation.profile_id, f"dec#{evaluation.event.get('timestamp')}#{evaluation.event.get('messageId')}",
+            data=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+            expires_at=int(time.time()) + DECISION_DAYS * 86400,
+        ).save()
+
+    @translated
+    def decisions(self, profile_id: str, limit: int) -> list[dict[str, Any]]:
+        items = DeliveryItem.query(profile_id, DeliveryItem.sk.startswith("dec#"), scan_index_forward=False,
+                                   limit=limit)
+        return [json.loads(item.data) for item in items]

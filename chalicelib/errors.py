@@ -39,3 +39,14 @@ class ConcurrentUpdate(Exception):
 class StorageUnavailable(Exception):
     """The store could not be reached or refused for now (throttling, 5xx,
     timeouts). Retrying later is safe."""
+
+
+class SendRetryable(Exception):
+    """A channel refused for now (throttling, a 5xx, a timeout before sending).
+    The message was not sent; delivery is retried."""
+
+
+class SendRejected(Exception):
+    """A channel refused for good (invalid address, unverified sender, a 4xx).
+    The message is recorded as failed with this reason and never retried."""
+

@@ -6,10 +6,13 @@ use in-memory versions. Use cases depend on these protocols only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
 from chalicelib.profiles import Profile
 from chalicelib.segment import Event
+
+if TYPE_CHECKING:
+    from chalicelib.evaluate import Decision, Evaluation
 
 
 @dataclass(frozen=True)
@@ -53,4 +56,85 @@ class KeyStore(Protocol):
         """``"write"`` or ``"admin"`` for a known key, None otherwise."""
 
 
-ProfileUpdate = Callable[[Profile], Profile]
+@dataclass(frozen=True)
+class MessageRecord:
+    """One decided action for one person, as the send ledger and the message
+    history know it. ``status`` is sending, sent, failed, skipped or unknown."""
+
+    profile_id: str
+    key: str
+    trigger_id: str
+    channel: str
+    status: str
+    created_at: str
+    to: str | None = None
+    subject: str | None = None
+    provider_id: str | None = None
+    reason: str | None = None
+    updated_at: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.key, "trigger": self.trigger_id, "channel": self.channel, "status": self.status,
+            "to": self.to, "subject": self.subject, "providerMessageId": self.provider_id,
+            "reason": self.reason, "createdAt": self.created_at, "updatedAt": self.updated_at,
+        }
+
+
+class Ledger(Protocol):
+    def get(self, profile_id: str, key: str) -> MessageRecord | None:
+        """The record of this decision, if it was ever claimed or recorded."""
+
+    def claim(self, record: MessageRecord) -> bool:
+        """Write the record only if none exists for its key (conditional put).
+        False when another delivery of the same decision got there first."""
+
+    def finish(self, record: MessageRecord) -> None:
+        """Overwrite a claimed record with its outcome."""
+
+    def release(self, profile_id: str, key: str) -> None:
+        """Drop a claim whose send is known not to have happened, so a retry can claim it."""
+
+    def messages(self, profile_id: str, limit: int) -> list[MessageRecord]:
+        """The person's messages, newest first."""
+
+
+class DecisionLog(Protocol):
+    def record(self, evaluation: "Evaluation", at: str) -> None:
+        """Keep why each considered trigger did or did not fire for this event."""
+
+    def decisions(self, profile_id: str, limit: int) -> list[dict[str, Any]]:
+        """The person's evaluations, newest first."""
+
+
+class SendQueue(Protocol):
+    def enqueue(self, decisions: Sequence["Decision"]) -> None:
+        """Hand decisions to the delivery handler (at-least-once)."""
+
+
+class Channels(Protocol):
+    def send_email(self, to: str, sender: str, reply_to: str | None, subject: str,
+                   html: str | None, text: str | None, tags: Mapping[str, str]) -> str:
+        """Send one email; returns the provider's message id."""
+
+    def send_sms(self, phone: str, text: str) -> str:
+        """Send one text message to an E.164 number; returns the provider's id."""
+
+    def send_alert(self, topic: str, subject: str, text: str) -> str:
+        """Publish a team alert (e.g. ``sales``); returns the provider's id."""
+
+    def post_webhook(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> str:
+        """POST a signed JSON body; returns a delivery id (status and request id)."""
+
+    def emit(self, detail_type: str, detail: Mapping[str, Any]) -> str:
+        """Put an event on the Nudge bus so triggers can chain."""
+
+
+class TemplateSource(Protocol):
+    def get_template(self, template_id: str) -> Any:
+        """The current template, or None."""
+
+
+class TriggerSource(Protocol):
+    def triggers_for(self, event_key: str) -> list[Any]:
+        """The enabled and disabled triggers indexed under this event name."""

@@ -154,3 +154,21 @@ def _earliest(a: str | None, b: str | None) -> str | None:
 def _latest(a: str | None, b: str | None) -> str | None:
     values = [v for v in (a, b) if v]
     return max(values) if values else None
+
+
+def apply_update(profile: Profile, params: Mapping[str, Any]) -> Profile:
+    """The profile after an ``update_profile`` action: ``set`` traits, add or
+    remove ``tags`` (kept sorted in the ``tags`` trait), ``increment`` numbers
+    (a missing or non-numeric trait counts as 0)."""
+    traits = dict(profile.traits)
+    traits.update(params.get("set") or {})
+    tags = set(traits.get("tags") or []) if isinstance(traits.get("tags"), list) else set()
+    if params.get("add_tags") or params.get("remove_tags"):
+        tags |= set(params.get("add_tags") or [])
+        tags -= set(params.get("remove_tags") or [])
+        traits["tags"] = sorted(tags)
+    for name, amount in (params.get("increment") or {}).items():
+        current = traits.get(name)
+        base = current if isinstance(current, (int, float)) and not isinstance(current, bool) else 0
+        traits[name] = base + amount
+    return replace(profile, traits=traits)

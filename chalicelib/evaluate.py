@@ -1,0 +1,124 @@
+"""Trigger evaluation: which triggers an event sets off for one person, and why.
+
+Pure: takes the event, the person's profile and the triggers indexed under the
+event's name, returns an :class:`Evaluation` (a verdict per trigger considered
+and the decisions to carry out). No AWS, no clock, no I/O; the same function
+runs in Lambda, in the local stack, in unit tests and in replays.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from chalicelib.profiles import Profile
+from chalicelib.segment import Event
+from chalicelib.triggers import Action, Trigger
+
+MATCHED = "matched"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    trigger_id: str
+    matched: bool
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"trigger": self.trigger_id, "matched": self.matched, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One action to carry out for one person because of one event.
+
+    ``occurrence`` identifies the cause (the event's messageId); together with
+    the trigger and the action's place it is the send ledger's key, so the same
+    decision reached twice is carried out once.
+    """
+
+    profile_id: str
+    trigger_id: str
+    trigger_version: int
+    category: str
+    occurrence: str
+    action: Action
+    event: Mapping[str, Any]
+
+    @property
+    def ledger_key(self) -> str:
+        return f"{self.trigger_id}#{self.occurrence}#{self.action.index}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "profileId": self.profile_id,
+            "trigger": self.trigger_id,
+            "triggerVersion": self.trigger_version,
+            "category": self.category,
+            "occurrence": self.occurrence,
+            "action": {"kind": self.action.kind, "index": self.action.index, "params": dict(self.action.params)},
+            "event": dict(self.event),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> "Decision":
+        action = raw["action"]
+        return cls(
+            profile_id=raw["profileId"],
+            trigger_id=raw["trigger"],
+            trigger_version=raw["triggerVersion"],
+            category=raw["category"],
+            occurrence=raw["occurrence"],
+            action=Action(kind=action["kind"], params=action["params"], index=action["index"]),
+            event=raw["event"],
+        )
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    event: Mapping[str, Any]
+    profile_id: str
+    verdicts: tuple[Verdict, ...]
+    decisions: tuple[Decision, ...]
+
+
+def match_input(event: Event, profile: Profile) -> dict[str, Any]:
+    """What a trigger's ``when.match`` pattern is matched against."""
+    return {"event": event.as_dict(), "profile": profile.as_dict()}
+
+
+def evaluate(event: Event, profile: Profile, triggers: Sequence[Trigger]) -> Evaluation:
+    """Decide what ``event`` sets off for the person whose profile is given.
+
+    ``triggers`` are those indexed under the event's name; the cost of an event
+    does not depend on how many other triggers exist.
+    """
+    subject = match_input(event, profile)
+    verdicts: list[Verdict] = []
+    decisions: list[Decision] = []
+    for trigger in sorted(triggers, key=lambda t: t.id):
+        verdict = _verdict(trigger, event, subject)
+        verdicts.append(verdict)
+        if verdict.matched:
+            decisions.extend(
+                Decision(
+                    profile_id=profile.profile_id,
+                    trigger_id=trigger.id,
+                    trigger_version=trigger.version,
+                    category=trigger.category,
+                    occurrence=event.message_id,
+                    action=action,
+                    event=subject["event"],
+                )
+                for action in trigger.actions
+            )
+    return Evaluation(subject["event"], profile.profile_id, tuple(verdicts), tuple(decisions))
+
+
+def _verdict(trigger: Trigger, event: Event, subject: Mapping[str, Any]) -> Verdict:
+    if not trigger.enabled:
+        return Verdict(trigger.id, False, "trigger is disabled")
+    if trigger.event_key != event.counter_name:
+        return Verdict(trigger.id, False, f"trigger listens for {trigger.event_key!r}")
+    if trigger.match is not None and not trigger.match.matches(subject):
+        return Verdict(trigger.id, False, "condition did not match")
+    return Verdict(trigger.id, True, MATCHED)
