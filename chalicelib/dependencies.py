@@ -1,42 +1,60 @@
-"""Where the storage adapters are made: once per process and per settings.
+"""Where the adapters are made: each on first use, once per process and settings.
 
 Handlers ask here instead of building adapters themselves, so there is one way
-to reach DynamoDB and tests can swap in other implementations with ``override``.
-Nothing is created at import time.
+to reach AWS, a handler only pays for the adapters it uses, and tests can swap
+in other implementations with ``override``. Nothing is created at import time.
 """
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 from chalicelib.ports import Channels, DecisionLog, EventLog, KeyStore, Ledger, ProfileStore, SendQueue
 from chalicelib.settings import Settings, get_settings
 
 _overrides: dict[str, Any] = {}
+_made: dict[tuple[str, Settings], Any] = {}
 
 
-@lru_cache(maxsize=4)
-def _adapters(settings: Settings) -> dict[str, Any]:
-    from chalicelib import dynamodb  # deferred: keeps PynamoDB off the import path of `app`
+def _dynamodb(name: str) -> Callable[[Settings], Any]:
+    def make(settings: Settings) -> Any:
+        from chalicelib import dynamodb  # deferred: keeps PynamoDB off the import path of `app`
 
-    from chalicelib.channels import AwsChannels
+        return getattr(dynamodb, name)(settings)
+
+    return make
+
+
+def _send_queue(settings: Settings) -> Any:
     from chalicelib.send_queue import SqsSendQueue
 
-    return {
-        "events": dynamodb.DynamoEventLog(settings),
-        "profiles": dynamodb.DynamoProfileStore(settings),
-        "keys": dynamodb.DynamoKeyStore(settings),
-        "ledger": dynamodb.DynamoLedger(settings),
-        "decisions": dynamodb.DynamoDecisionLog(settings),
-        "send_queue": SqsSendQueue(settings),
-        "channels": AwsChannels(settings),
-    }
+    return SqsSendQueue(settings)
+
+
+def _channels(settings: Settings) -> Any:
+    from chalicelib.channels import AwsChannels
+
+    return AwsChannels(settings)
+
+
+_FACTORIES: dict[str, Callable[[Settings], Any]] = {
+    "events": _dynamodb("DynamoEventLog"),
+    "profiles": _dynamodb("DynamoProfileStore"),
+    "keys": _dynamodb("DynamoKeyStore"),
+    "ledger": _dynamodb("DynamoLedger"),
+    "decisions": _dynamodb("DynamoDecisionLog"),
+    "send_queue": _send_queue,
+    "channels": _channels,
+}
 
 
 def _get(name: str) -> Any:
     if name in _overrides:
         return _overrides[name]
-    return _adapters(get_settings())[name]
+    settings = get_settings()
+    key = (name, settings)
+    if key not in _made:
+        _made[key] = _FACTORIES[name](settings)
+    return _made[key]
 
 
 def event_log() -> EventLog:
@@ -71,4 +89,4 @@ def override(**adapters: Any) -> None:
     """Replace adapters (tests); ``override()`` with no arguments restores them."""
     _overrides.clear()
     _overrides.update(adapters)
-    _adapters.cache_clear()
+    _made.clear()
