@@ -1,0 +1,477 @@
+"""Trigger definitions: what a trigger is and the rules a definition must follow.
+
+A trigger says "when this happens (and this pattern matches), do these
+things". It is written in YAML (``triggers/*.yaml``) or sent as the same
+shape in JSON to the admin API::
+
+    id: order-confirmation
+    description: Confirm every order by email
+    category: transactional          # transactional | marketing | internal
+    when:
+      event: Order Completed         # a track event's name; or `type: page`
+      match:                         # optional EventBridge pattern over
+        event: {properties: {total: [{numeric: [">", 0]}]}}   # {event, profile}
+    then:
+      - email: {template: order-confirmation, from: "Shop <orders@example.com>"}
+    enabled: true                    # optional
+
+``parse_trigger`` checks every rule and reports all problems at once, each
+with its field and reason. Pure: no AWS, no I/O; Liquid is loaded only to
+check inline texts. Evaluation lives in ``chalicelib.evaluate``.
+
+Values in action parameters are used as written, except the inline ``text`` of
+sms and alert actions, which is Liquid like a template. A missing ``to`` means
+the person's ``email`` (email) or ``phone`` (sms) trait.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from typing import TYPE_CHECKING, Any, Callable, Collection, Mapping
+from urllib.parse import urlsplit
+
+from chalicelib.errors import FieldProblem
+from chalicelib.templates import ID_PATTERN, ID_RULE, InvalidDefinition, liquid_problem
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.patterns import Pattern
+
+__all__ = [
+    "ACTION_KINDS", "CALL_TYPES", "CATEGORIES", "Action", "InvalidDefinition", "Trigger", "event_key_for",
+    "parse_trigger",
+]
+
+ACTION_KINDS = ("email", "sms", "alert", "webhook", "update_profile", "emit")
+CATEGORIES = ("transactional", "marketing", "internal")
+#: Segment calls other than track; a trigger on one of them says ``when: {type: ...}``.
+CALL_TYPES = ("page", "screen", "identify", "group", "alias")
+#: The channel a template must have to be used by each action kind.
+TEMPLATE_CHANNEL = {"email": "email", "sms": "sms", "alert": "alert", "webhook": "webhook"}
+MAX_ACTIONS = 10
+MAX_WEBHOOK_TIMEOUT = 10
+MAX_EVENT_NAME = 200
+_TOP_KEYS = ("id", "description", "category", "when", "then", "enabled")
+_WHEN_KEYS = ("event", "type", "match")
+_MATCH_ROOTS = ("event", "profile")
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+_EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
+_E164 = re.compile(r"\+[1-9]\d{6,14}")
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+_TOPIC = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thing a trigger does, in the order written (``index`` 0, 1, ...).
+
+    ``params`` are the action's parameters as written, checked (see the
+    module docstring for each kind's keys).
+    """
+
+    kind: str
+    params: Mapping[str, Any]
+    index: int
+
+
+@dataclass(frozen=True)
+class Trigger:
+    id: str
+    description: str
+    category: str
+    #: The track event's name, or the call type for page/screen/identify/group/alias:
+    #: the same value as ``Event.counter_name``, and the key triggers are indexed by.
+    event_key: str
+    #: The compiled ``when.match`` pattern (``.matches({"event", "profile"})``), or None.
+    match: Pattern | None = field(compare=False)
+    match_source: dict[str, Any] | None
+    actions: tuple[Action, ...]
+    enabled: bool = True
+    #: The stored version; 0 for a definition read from a file.
+    version: int = 0
+    #: The definition as written (YAML or JSON shape), for storage and display.
+    source: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def call_type(self) -> str:
+        """``track`` for a trigger on a named event, else the call type."""
+        return self.event_key if self.event_key in CALL_TYPES else "track"
+
+    @property
+    def template_ids(self) -> set[str]:
+        return {str(a.params["template"]) for a in self.actions if a.params.get("template")}
+
+
+def event_key_for(call_type: str, event_name: str | None) -> str:
+    """The key triggers for a call are indexed by (``Event.counter_name``)."""
+    return event_name if call_type == "track" and event_name else call_type
+
+
+def parse_trigger(
+    doc: Any,
+    *,
+    templates: Mapping[str, str] | Collection[str] | None,
+    origin: str,
+    version: int = 0,
+    check_liquid: bool = True,
+) -> Trigger:
+    """Check a trigger definition and return the Trigger.
+
+    ``templates`` are the template ids a reference may name: a mapping id ->
+    channel also checks that each template fits its action (an email template
+    for an email), a plain collection checks existence only, None skips the
+    check. ``origin`` (a file name, an API call) is carried by the error.
+    ``check_liquid=False`` skips Liquid checks of definitions already checked
+    (read back from storage), so evaluating never loads Liquid.
+
+    Raises InvalidDefinition with every problem found.
+    """
+    if not isinstance(doc, Mapping):
+        raise InvalidDefinition([FieldProblem("(document)", "must be a mapping with id, when and then")], origin)
+    checker = _Checker(templates, check_liquid)
+    checker.unknown_keys(doc, _TOP_KEYS, "", "a trigger field")
+    checker.not_json(doc, "")
+
+    trigger_id = doc.get("id")
+    if not isinstance(trigger_id, str) or not ID_PATTERN.fullmatch(trigger_id):
+        checker.problem("id", ID_RULE)
+    description = doc.get("description")
+    if not isinstance(description, str) or not description.strip():
+        checker.problem("description", "is required: a sentence saying what the trigger is for")
+    category = doc.get("category")
+    if category not in CATEGORIES:
+        checker.problem("category", f"must be one of {', '.join(CATEGORIES)}")
+    enabled = doc.get("enabled", True)
+    if not isinstance(enabled, bool):
+        checker.problem("enabled", "must be true or false")
+
+    event_key, match, match_source = checker.when(doc.get("when"))
+    actions = checker.then(doc.get("then"), own_event=event_key if event_key not in CALL_TYPES else None)
+    if checker.problems:
+        raise InvalidDefinition(checker.problems, origin)
+    return Trigger(
+        id=trigger_id, description=description.strip(), category=category, event_key=event_key, match=match,
+        match_source=match_source, actions=actions, enabled=enabled, version=version,
+        source=json.loads(json.dumps(doc)),
+    )
+
+
+class _Checker:
+    """Collects problems while walking one definition."""
+
+    def __init__(self, templates: Mapping[str, str] | Collection[str] | None, check_liquid: bool) -> None:
+        self.templates = templates
+        self.check_liquid = check_liquid
+        self.problems: list[FieldProblem] = []
+
+    def problem(self, path: str, rule: str) -> None:
+        self.problems.append(FieldProblem(path, rule))
+
+    def unknown_keys(self, mapping: Mapping[Any, Any], allowed: Collection[str], path: str, what: str) -> None:
+        for key in mapping:
+            if key not in allowed:
+                self.problem(_join(path, str(key)), f"is not {what} (expected one of {', '.join(allowed)})")
+
+    def not_json(self, value: Any, path: str) -> None:
+        """Report values JSON cannot carry (YAML dates, sets, non-string keys)."""
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    self.problem(_join(path, str(key)), "keys must be strings (quote them)")
+                else:
+                    self.not_json(item, _join(path, key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                self.not_json(item, f"{path}[{index}]")
+        elif not (value is None or isinstance(value, (str, bool, int, float))):
+            self.problem(path or "(document)", f"must be a JSON value, not a {type(value).__name__} "
+                                               "(quote dates and times)")
+
+    # --- when -------------------------------------------------------------------------------
+
+    def when(self, when: Any) -> tuple[str, Pattern | None, dict[str, Any] | None]:
+        if not isinstance(when, Mapping):
+            self.problem("when", "is required: {event: <track event name>} or {type: page|screen|identify|group|alias}")
+            return "", None, None
+        self.unknown_keys(when, _WHEN_KEYS, "when", "a when field")
+        event_key = ""
+        if ("event" in when) == ("type" in when):
+            self.problem("when", "must have exactly one of event (a track event's name) or type (page, screen, "
+                                 "identify, group, alias)")
+        elif "event" in when:
+            name = when["event"]
+            if not isinstance(name, str) or not name.strip() or len(name) > MAX_EVENT_NAME:
+                self.problem("when.event", f"must be a track event's name (1-{MAX_EVENT_NAME} characters)")
+            elif name in CALL_TYPES or name == "track":
+                self.problem("when.event", f"is a Segment call type: write when: {{type: {name}}} for {name} calls")
+            else:
+                event_key = name
+        else:
+            call_type = when["type"]
+            if call_type == "track":
+                self.problem("when.type", "track calls are matched by name: write when: {event: <event name>}")
+            elif call_type not in CALL_TYPES:
+                self.problem("when.type", f"must be one of {', '.join(CALL_TYPES)}")
+            else:
+                event_key = call_type
+        match, source = self.match(when.get("match")) if "match" in when else (None, None)
+        return event_key, match, source
+
+    def match(self, raw: Any) -> tuple[Pattern | None, dict[str, Any] | None]:
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                self.problem("when.match", "must be an event pattern (a mapping, or JSON text of one)")
+                return None, None
+        if not isinstance(raw, Mapping) or not raw:
+            self.problem("when.match", "must be a non-empty EventBridge event pattern over event and profile, "
+                                       "e.g. {event: {properties: {plan: [pro]}}}")
+            return None, None
+        roots = [key for key in raw if key not in _MATCH_ROOTS]
+        if roots:
+            self.problem(f"when.match.{roots[0]}", "is not matched against: patterns start with event "
+                                                   "(the Segment call) or profile (the person), "
+                                                   "e.g. {event: {properties: {plan: [pro]}}}")
+            return None, None
+        try:
+            from chalicelib import patterns
+        except ImportError:  # pragma: no cover - the matcher ships with the engine
+            self.problem("when.match", "cannot be checked: chalicelib.patterns is not installed")
+            return None, None
+        source = json.loads(json.dumps(raw))
+        try:
+            return patterns.compile_pattern(source), source
+        except patterns.InvalidPattern as exc:
+            self.problem("when.match", f"is not a valid event pattern: {exc}")
+            return None, None
+
+    # --- then -------------------------------------------------------------------------------
+
+    def then(self, then: Any, own_event: str | None) -> tuple[Action, ...]:
+        if not isinstance(then, list) or not then:
+            self.problem("then", "is required: a list of actions, e.g. - email: {template: welcome, from: ...}")
+            return ()
+        if len(then) > MAX_ACTIONS:
+            self.problem("then", f"must have at most {MAX_ACTIONS} actions")
+        actions = []
+        for index, item in enumerate(then):
+            path = f"then[{index}]"
+            if not isinstance(item, Mapping) or len(item) != 1:
+                self.problem(path, f"must be one action: a mapping with one key ({', '.join(ACTION_KINDS)})")
+                continue
+            ((kind, params),) = item.items()
+            if kind not in ACTION_KINDS:
+                self.problem(_join(path, str(kind)), f"is not an action (expected one of {', '.join(ACTION_KINDS)})")
+                continue
+            path = _join(path, kind)
+            if not isinstance(params, Mapping):
+                self.problem(path, "must be a mapping of the action's parameters")
+                continue
+            before = len(self.problems)
+            _ACTION_CHECKS[kind](self, params, path, own_event)
+            if len(self.problems) == before:
+                actions.append(Action(kind=kind, params=json.loads(json.dumps(params)), index=index))
+        return tuple(actions)
+
+    def keys(self, params: Mapping[str, Any], path: str, allowed: tuple[str, ...], required: tuple[str, ...],
+             kind: str) -> None:
+        self.unknown_keys(params, allowed, path, f"a parameter of {kind}")
+        for key in required:
+            if params.get(key) in (None, ""):
+                self.problem(_join(path, key), f"is required for {kind}")
+
+    def template(self, params: Mapping[str, Any], path: str, kind: str) -> None:
+        name = params.get("template")
+        if name is None:
+            return
+        path = _join(path, "template")
+        if not isinstance(name, str) or not ID_PATTERN.fullmatch(name):
+            self.problem(path, f"must be a template id ({ID_RULE})")
+            return
+        if self.templates is None:
+            return
+        if name not in self.templates:
+            self.problem(path, f"names no known template: add templates/{name}.yaml or PUT /v1/templates/{name} first")
+            return
+        if isinstance(self.templates, Mapping):
+            channel = self.templates[name]
+            if channel != TEMPLATE_CHANNEL[kind]:
+                self.problem(path, f"is {_a(channel)} template, but {kind} needs {_a(TEMPLATE_CHANNEL[kind])} template")
+
+    def template_or_text(self, params: Mapping[str, Any], path: str, kind: str) -> None:
+        if ("template" in params) == ("text" in params):
+            self.problem(path, f"{kind} needs exactly one of template or text")
+            return
+        if "template" in params:
+            self.template(params, path, kind)
+            return
+        text = params["text"]
+        if not isinstance(text, str) or not text.strip():
+            self.problem(_join(path, "text"), "must be a non-empty string")
+        elif self.check_liquid:
+            reason = liquid_problem(text)
+            if reason:
+                self.problem(_join(path, "text"), reason)
+
+    def literal(self, value: Any, path: str) -> None:
+        """Parameters that are used as written must not look like Liquid."""
+        if isinstance(value, str) and ("{{" in value or "{%" in value):
+            self.problem(path, "is used as written, Liquid is not rendered here (use a template)")
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                self.literal(item, _join(path, str(key)))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                self.literal(item, f"{path}[{index}]")
+
+    def address(self, value: Any, path: str, *, display_name: bool) -> None:
+        if not isinstance(value, str):
+            self.problem(path, "must be an email address")
+            return
+        name, address = parseaddr(value)
+        if not _EMAIL.fullmatch(address) or (name and not display_name) or (not name and value.strip() != address):
+            form = 'an email address, e.g. "Shop <orders@example.com>"' if display_name else "an email address"
+            self.problem(path, f"must be {form}")
+
+
+def _check_email(checker: _Checker, params: Mapping[str, Any], path: str, own_event: str | None) -> None:
+    checker.keys(params, path, ("template", "from", "reply_to", "to"), ("template", "from"), "email")
+    checker.template(params, path, "email")
+    if params.get("from"):
+        checker.address(params["from"], _join(path, "from"), display_name=True)
+    if "reply_to" in params:
+        checker.address(params["reply_to"], _join(path, "reply_to"), display_name=True)
+    if "to" in params:
+        checker.address(params["to"], _join(path, "to"), display_name=False)
+
+
+def _check_sms(checker: _Checker, params: Mapping[str, Any], path: str, own_event: str | None) -> None:
+    checker.keys(params, path, ("template", "text", "to"), (), "sms")
+    checker.template_or_text(params, path, "sms")
+    if "to" in params and not (isinstance(params["to"], str) and _E164.fullmatch(params["to"])):
+        checker.problem(_join(path, "to"), "must be a phone number in E.164 form, e.g. +14155550100")
+
+
+def _check_alert(checker: _Checker, params: Mapping[str, Any], path: str, own_event: str | None) -> None:
+    checker.keys(params, path, ("topic", "template", "text"), ("topic",), "alert")
+    topic = params.get("topic")
+    if topic not in (None, "") and not (isinstance(topic, str) and _TOPIC.fullmatch(topic)):
+        checker.problem(_join(path, "topic"), "must be a topic name: letters, digits, '-' or '_'")
+    checker.template_or_text(params, path, "alert")
+
+
+def _check_webhook(checker: _Checker, params: Mapping[str, Any], path: str, own_event: str | None) -> None:
+    checker.keys(params, path, ("url", "template", "secret_env", "timeout_seconds"), ("url",), "webhook")
+    checker.template(params, path, "webhook")
+    url = params.get("url")
+    if url not in (None, ""):
+        problem = _url_problem(url)
+        if problem:
+            checker.problem(_join(path, "url"), problem)
+    if "secret_env" in params and not (isinstance(params["secret_env"], str)
+                                       and _ENV_NAME.fullmatch(params["secret_env"])):
+        checker.problem(_join(path, "secret_env"), "must name an environment variable (A-Z, 0-9, _) that holds "
+                                                   "the signing secret")
+    if "timeout_seconds" in params:
+        timeout = params["timeout_seconds"]
+        if not _number(timeout) or not 0 < timeout <= MAX_WEBHOOK_TIMEOUT:
+            checker.problem(_join(path, "timeout_seconds"),
+                            f"must be a number of seconds above 0 and at most {MAX_WEBHOOK_TIMEOUT}")
+
+
+def _url_problem(url: Any) -> str | None:
+    if not isinstance(url, str):
+        return "must be an https URL"
+    if "{{" in url or "{%" in url:
+        return "is used as written, Liquid is not rendered here"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return "must be an https URL"
+    if not host:
+        return "must be an https URL with a host"
+    if parts.scheme == "https":
+        return None
+    if parts.scheme == "http" and host in _LOCAL_HOSTS:
+        return None
+    return "must be an https URL (http is allowed only for localhost)"
+
+
+def _check_update_profile(checker: _Checker, params: Mapping[str, Any], path: str, own_event: str | None) -> None:
+    checker.keys(params, path, ("set", "add_tags", "remove_tags", "increment"), (), "update_profile")
+    if not any(params.get(key) for key in ("set", "add_tags", "remove_tags", "increment")):
+        checker.problem(path, "must change something: set, add_tags, remove_tags or increment")
+    traits_set = params.get("set") or {}
+    if "set" in params:
+        if not isinstance(params["set"], Mapping):
+            checker.problem(_join(path, "set"), "must be a mapping of trait name to value")
+            traits_set = {}
+        else:
+            for name in traits_set:
+                if not str(name).strip():
+                    checker.problem(_join(path, "set"), "trait names must be non-empty")
+            checker.literal(traits_set, _join(path, "set"))
+    tags: dict[str, list[str]] = {}
+    for key in ("add_tags", "remove_tags"):
+        if key not in params:
+            continue
+        value = params[key]
+        if not isinstance(value, list) or not all(isinstance(t, str) and t.strip() for t in value):
+            checker.problem(_join(path, key), "must be a list of non-empty tag names")
+        else:
+            tags[key] = value
+    both = sorted(set(tags.get("add_tags", ())) & set(tags.get("remove_tags", ())))
+    if both:
+        checker.problem(_join(path, "remove_tags"), f"removes a tag it also adds: {', '.join(both)}")
+    if "increment" in params:
+        increments = params["increment"]
+        if not isinstance(increments, Mapping):
+            checker.problem(_join(path, "increment"), "must be a mapping of trait name to a number")
+        else:
+            for name, amount in increments.items():
+                if not _number(amount):
+                    checker.problem(_join(path, f"increment.{name}"), "must be a number")
+                elif isinstance(traits_set, Mapping) and name in traits_set:
+                    checker.problem(_join(path, f"increment.{name}"), "is also in set: set it or increment it, not both")
+
+
+def _check_emit(checker: _Checker, params: Mapping[str, Any], path: str, own_event: str | None) -> None:
+    checker.keys(params, path, ("event", "properties"), ("event",), "emit")
+    event = params.get("event")
+    if event not in (None, ""):
+        if not isinstance(event, str) or len(event) > MAX_EVENT_NAME:
+            checker.problem(_join(path, "event"), f"must be a track event's name (1-{MAX_EVENT_NAME} characters)")
+        elif event == own_event:
+            checker.problem(_join(path, "event"), "is the event this trigger listens for: it would set itself off")
+        else:
+            checker.literal(event, _join(path, "event"))
+    if "properties" in params:
+        if not isinstance(params["properties"], Mapping):
+            checker.problem(_join(path, "properties"), "must be a mapping")
+        else:
+            checker.literal(params["properties"], _join(path, "properties"))
+
+
+_ACTION_CHECKS: dict[str, Callable[[_Checker, Mapping[str, Any], str, str | None], None]] = {
+    "email": _check_email,
+    "sms": _check_sms,
+    "alert": _check_alert,
+    "webhook": _check_webhook,
+    "update_profile": _check_update_profile,
+    "emit": _check_emit,
+}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _a(channel: str) -> str:
+    return f"an {channel}" if channel in ("email", "sms", "alert") else f"a {channel}"
