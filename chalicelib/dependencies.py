@@ -6,10 +6,13 @@ in other implementations with ``override``. Nothing is created at import time.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from chalicelib.ports import Channels, DecisionLog, EventLog, KeyStore, Ledger, ProfileStore, SendQueue
 from chalicelib.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.definitions import DynamoDefinitions
 
 _overrides: dict[str, Any] = {}
 _made: dict[tuple[str, Settings], Any] = {}
@@ -30,6 +33,12 @@ def _send_queue(settings: Settings) -> Any:
     return SqsSendQueue(settings)
 
 
+def _definitions(settings: Settings) -> Any:
+    from chalicelib.definitions import DynamoDefinitions
+
+    return DynamoDefinitions(settings)
+
+
 def _channels(settings: Settings) -> Any:
     from chalicelib.channels import AwsChannels
 
@@ -44,6 +53,7 @@ _FACTORIES: dict[str, Callable[[Settings], Any]] = {
     "decisions": _dynamodb("DynamoDecisionLog"),
     "send_queue": _send_queue,
     "channels": _channels,
+    "definitions": _definitions,
 }
 
 
@@ -83,6 +93,11 @@ def send_queue() -> SendQueue:
 
 def channels() -> Channels:
     return _get("channels")
+
+
+def definitions() -> DynamoDefinitions:
+    """Triggers and templates: a TriggerSource and a TemplateSource."""
+    return _get("definitions")
 
 
 def override(**adapters: Any) -> None:

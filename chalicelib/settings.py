@@ -18,6 +18,7 @@ TABLE_VARIABLES = {
     "NUDGE_PROFILES_TABLE": "profiles and identity links",
     "NUDGE_KEYS_TABLE": "hashed write keys and admin tokens",
     "NUDGE_DELIVERIES_TABLE": "send ledger, message history and trigger decisions",
+    "NUDGE_DEFINITIONS_TABLE": "trigger and template definitions, with every version",
 }
 
 
@@ -37,6 +38,9 @@ class Settings:
     max_event_bytes: int
     max_batch_bytes: int
     key_cache_seconds: float
+    definitions_table: str = "nudge-local-definitions"
+    #: How long a function reuses the triggers it looked up for an event name.
+    definitions_cache_seconds: float = 5.0
 
 
 def _origins(raw: str) -> tuple[str, ...]:
@@ -61,4 +65,6 @@ def get_settings() -> Settings:
         max_event_bytes=int(env.get("NUDGE_MAX_EVENT_BYTES", 32 * 1024)),
         max_batch_bytes=int(env.get("NUDGE_MAX_BATCH_BYTES", 500 * 1024)),
         key_cache_seconds=float(env.get("NUDGE_KEY_CACHE_SECONDS", 60)),
+        definitions_table=env.get("NUDGE_DEFINITIONS_TABLE", "nudge-local-definitions"),
+        definitions_cache_seconds=float(env.get("NUDGE_DEFINITIONS_CACHE_SECONDS", 5)),
     )

@@ -136,9 +136,9 @@ def parse_trigger(
     trigger_id = doc.get("id")
     if not isinstance(trigger_id, str) or not ID_PATTERN.fullmatch(trigger_id):
         checker.problem("id", ID_RULE)
-    description = doc.get("description")
-    if not isinstance(description, str) or not description.strip():
-        checker.problem("description", "is required: a sentence saying what the trigger is for")
+    description = doc.get("description", "")
+    if not isinstance(description, str):
+        checker.problem("description", "must be a string: a sentence saying what the trigger is for")
     category = doc.get("category")
     if category not in CATEGORIES:
         checker.problem("category", f"must be one of {', '.join(CATEGORIES)}")
