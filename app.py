@@ -10,6 +10,7 @@ from chalicelib.observability import flush, logger
 from chalicelib.settings import get_settings
 from functions.admin import admin
 from functions.bus import bus
+from functions.definitions_api import definitions
 from functions.tracking import tracking
 
 app = Chalice(app_name="nudge")
@@ -42,3 +43,4 @@ def publish_metrics(event, get_response):
 app.register_blueprint(tracking)
 app.register_blueprint(admin)
 app.register_blueprint(bus)
+app.register_blueprint(definitions)

@@ -55,6 +55,22 @@ def require(kind: str, secret: str | None, store: KeyStore, ttl: float) -> None:
         raise Unauthorized(f"the {kind} key is not valid")
 
 
+def require_admin(headers: Mapping[str, str], store: KeyStore, ttl: float) -> str:
+    """Raise Unauthorized unless the request carries a valid Bearer admin
+    token; returns the token."""
+    token = bearer_token(headers)
+    require(ADMIN, token, store, ttl)
+    return token or ""
+
+
+def key_name(secret: str, store: KeyStore) -> str:
+    """The name a key was created with, for audit records (who changed a
+    trigger); ``admin`` when the store does not keep names."""
+    name_of = getattr(store, "name_of", None)
+    name = name_of(secret) if callable(name_of) else None
+    return name if isinstance(name, str) and name else ADMIN
+
+
 def _kind_of(secret: str, store: KeyStore, ttl: float) -> str | None:
     now = time.monotonic()
     cached = _cache.get(secret)
