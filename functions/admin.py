@@ -1,4 +1,5 @@
-"""The admin API: reading profiles and their events, with a Bearer admin token.
+"""The admin API, with a Bearer admin token: profiles, their events, the
+messages sent to them and why triggers fired or not; EventBridge pattern tests.
 
 Also GET /health, which needs no credential and touches nothing.
 """
@@ -7,9 +8,12 @@ from __future__ import annotations
 from chalice import Blueprint, Response
 
 from chalicelib import auth, dependencies
+from chalicelib.clock import utcnow
 from chalicelib.errors import FieldProblem, InvalidInput
 from chalicelib.http import NotFound, answers_errors, json_response
+from chalicelib.messages import shown
 from chalicelib.profiles import Profile
+from chalicelib.segment import parse_body
 from chalicelib.settings import get_settings
 
 admin = Blueprint(__name__)
@@ -45,13 +49,55 @@ def get_profile(user_id: str) -> Response:
 @answers_errors(_CHALLENGE)
 def get_profile_events(user_id: str) -> Response:
     profile = _authorized_profile(user_id)
-    params = admin.current_request.query_params or {}
-    raw_limit = params.get("limit", str(DEFAULT_PAGE))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
-        raise InvalidInput([FieldProblem("limit", f"must be a whole number from 1 to {MAX_PAGE}")])
+    limit = _limit()
     identities = [profile.profile_id, *(f"anon:{a}" for a in profile.anonymous_ids)]
     try:
-        page = dependencies.event_log().history(identities, int(raw_limit), params.get("cursor"))
+        page = dependencies.event_log().history(identities, limit,
+                                                (admin.current_request.query_params or {}).get("cursor"))
     except ValueError as exc:
         raise InvalidInput([FieldProblem("cursor", "must be a cursor returned by this endpoint")]) from exc
     return json_response({"events": [event.as_dict() for event in page.events], "next": page.cursor})
+
+
+def _limit(default: int = DEFAULT_PAGE) -> int:
+    raw = (admin.current_request.query_params or {}).get("limit", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise InvalidInput([FieldProblem("limit", f"must be a whole number from 1 to {MAX_PAGE}")])
+    return int(raw)
+
+
+@admin.route("/v1/profiles/{user_id}/messages", methods=["GET"])
+@answers_errors(_CHALLENGE)
+def get_profile_messages(user_id: str) -> Response:
+    profile = _authorized_profile(user_id)
+    records = dependencies.ledger().messages(profile.profile_id, _limit())
+    return json_response({"messages": [shown(record, utcnow()) for record in records]})
+
+
+@admin.route("/v1/profiles/{user_id}/decisions", methods=["GET"])
+@answers_errors(_CHALLENGE)
+def get_profile_decisions(user_id: str) -> Response:
+    profile = _authorized_profile(user_id)
+    return json_response({"decisions": dependencies.decision_log().decisions(profile.profile_id, _limit())})
+
+
+@admin.route("/v1/test-event-pattern", methods=["POST"])
+@answers_errors(_CHALLENGE)
+def test_event_pattern() -> Response:
+    """Mirror of EventBridge TestEventPattern: is this event matched by this pattern?"""
+    from chalicelib.patterns import InvalidPattern, test_event_pattern as matches
+
+    request = admin.current_request
+    auth.require(auth.ADMIN, auth.bearer_token(request.headers), dependencies.key_store(),
+                 get_settings().key_cache_seconds)
+    body = parse_body(request.raw_body, get_settings().max_event_bytes)
+    problems = [FieldProblem(name, "must be a JSON document in a string")
+                for name in ("EventPattern", "Event") if not isinstance(body.get(name), str)]
+    if problems:
+        raise InvalidInput(problems)
+    try:
+        return json_response({"Result": matches(body["EventPattern"], body["Event"])})
+    except InvalidPattern as exc:
+        raise InvalidInput([FieldProblem("EventPattern", str(exc))]) from exc
+    except ValueError as exc:
+        raise InvalidInput([FieldProblem("Event", f"must be a JSON object ({exc})")]) from exc

@@ -78,3 +78,95 @@ class MemoryKeyStore:
     def kind_of(self, secret: str) -> str | None:
         self.lookups += 1
         return self.keys.get(secret)
+
+
+class MemoryLedger:
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], "MessageRecord"] = {}
+        self.writes = 0
+
+    def get(self, profile_id, key):
+        return self.records.get((profile_id, key))
+
+    def claim(self, record) -> bool:
+        self.writes += 1
+        if (record.profile_id, record.key) in self.records:
+            return False
+        self.records[(record.profile_id, record.key)] = record
+        return True
+
+    def finish(self, record) -> None:
+        self.writes += 1
+        self.records[(record.profile_id, record.key)] = record
+
+    def release(self, profile_id, key) -> None:
+        record = self.records.get((profile_id, key))
+        if record is not None and record.status == "sending":
+            del self.records[(profile_id, key)]
+
+    def messages(self, profile_id, limit):
+        mine = [r for (p, _), r in self.records.items() if p == profile_id]
+        return sorted(mine, key=lambda r: r.created_at, reverse=True)[:limit]
+
+
+class MemoryChannels:
+    """Records what was sent; ``failures`` holds exceptions to raise on the next sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict]] = []
+        self.failures: list[Exception] = []
+
+    def _send(self, channel: str, **fields) -> str:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append((channel, fields))
+        return f"{channel}-{len(self.sent)}"
+
+    def send_email(self, to, sender, reply_to, subject, html, text, tags):
+        return self._send("email", to=to, sender=sender, reply_to=reply_to, subject=subject, html=html,
+                          text=text, tags=dict(tags))
+
+    def send_sms(self, phone, text):
+        return self._send("sms", to=phone, text=text)
+
+    def send_alert(self, topic, subject, text):
+        return self._send("alert", to=topic, subject=subject, text=text)
+
+    def post_webhook(self, url, body, headers, timeout):
+        return self._send("webhook", to=url, body=body, headers=dict(headers))
+
+    def emit(self, detail_type, detail):
+        return self._send("emit", detail_type=detail_type, detail=dict(detail))
+
+
+class MemoryDefinitions:
+    def __init__(self, triggers=(), templates=()) -> None:
+        self.triggers = list(triggers)
+        self.templates = {t.id: t for t in templates}
+        self.lookups = 0
+
+    def triggers_for(self, event_key):
+        self.lookups += 1
+        return [t for t in self.triggers if t.event_key == event_key]
+
+    def get_template(self, template_id):
+        return self.templates.get(template_id)
+
+
+class MemorySendQueue:
+    def __init__(self) -> None:
+        self.decisions: list = []
+
+    def enqueue(self, decisions) -> None:
+        self.decisions.extend(decisions)
+
+
+class MemoryDecisionLog:
+    def __init__(self) -> None:
+        self.evaluations: list = []
+
+    def record(self, evaluation, at) -> None:
+        self.evaluations.append((at, evaluation))
+
+    def decisions(self, profile_id, limit):
+        return [e for _, e in self.evaluations if e.profile_id == profile_id][:limit]

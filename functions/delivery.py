@@ -1,0 +1,69 @@
+"""Decisions from the send queue: carry each out once (email, SMS, alert,
+webhook, profile update, emitted event).
+
+Records are processed one by one and failures reported per record
+(ReportBatchItemFailures), so one throttled send does not redeliver the
+batch. A retryable failure also pushes the message's next attempt back
+exponentially (10 s, 20 s, 40 s ... capped at 15 minutes) before it is
+reported; after the queue's maxReceiveCount it lands in the dead-letter queue.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chalice import Blueprint
+from chalice.app import SQSEvent
+
+from chalicelib import dependencies
+from chalicelib.aws_clients import client
+from chalicelib.clock import utcnow
+from chalicelib.deliver import deliver
+from chalicelib.errors import SendRetryable
+from chalicelib.evaluate import Decision
+from chalicelib.observability import count, logger
+from chalicelib.settings import get_settings
+
+delivery = Blueprint(__name__)
+
+BASE_BACKOFF_SECONDS = 10
+MAX_BACKOFF_SECONDS = 900
+SEND_QUEUE_NAME = "nudge-send"  # bound to the real queue by infra/template.yaml
+
+
+def _back_off(record: Any) -> None:
+    attempts = int(record.attributes.approximate_receive_count or 1)
+    delay = min(MAX_BACKOFF_SECONDS, BASE_BACKOFF_SECONDS * 2 ** (attempts - 1))
+    try:
+        client("sqs").change_message_visibility(QueueUrl=get_settings().send_queue_url,
+                                                ReceiptHandle=record.receipt_handle, VisibilityTimeout=delay)
+    except Exception:  # noqa: BLE001 - the retry still happens, only sooner
+        logger.warning("could not delay the retry", extra={"message_id": record.message_id})
+
+
+def _record_handler(record: Any) -> None:
+    decision = Decision.from_dict(json.loads(record.body))
+    try:
+        outcome = deliver(
+            decision,
+            profiles=dependencies.profile_store(),
+            ledger=dependencies.ledger(),
+            templates=dependencies.definitions(),
+            channels=dependencies.channels(),
+            now=utcnow,
+        )
+    except SendRetryable:
+        count("SendsRetried")
+        _back_off(record)
+        raise
+    count(f"Messages{outcome.status.capitalize()}")
+    logger.info("delivered", extra={"key": outcome.key, "status": outcome.status, "channel": outcome.channel})
+
+
+@delivery.on_sqs_message(queue=SEND_QUEUE_NAME, batch_size=10, name="on_send")
+def on_send(event: SQSEvent) -> dict[str, Any]:
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
+    processor = BatchProcessor(event_type=EventType.SQS)
+    return process_partial_response(event=event.to_dict(), record_handler=_record_handler,
+                                    processor=processor, context=event.context)

@@ -1,0 +1,174 @@
+"""Carrying out decisions: each message reaches the person once, or is
+recorded with the reason it could not."""
+from datetime import datetime, timezone
+
+import pytest
+
+from chalicelib import webhook_signature
+from chalicelib.deliver import deliver
+from chalicelib.errors import SendRejected, SendRetryable
+from chalicelib.evaluate import Decision, evaluate
+from chalicelib.profiles import apply_events, new_profile
+from chalicelib.segment import parse_call
+from chalicelib.templates import parse_template
+from chalicelib.triggers import parse_trigger
+from tests.fakes import MemoryChannels, MemoryDefinitions, MemoryLedger, MemoryProfileStore
+
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc)
+
+THANKS = parse_template({
+    "id": "thanks", "channel": "email", "subject": "Your copy of {{ properties.asset }}",
+    "html": "<p>Hi {{ traits.name }}, here is <a href='{{ properties.url }}'>{{ properties.asset }}</a></p>",
+    "text": "Hi {{ traits.name }}, here is {{ properties.url }}",
+}, origin="test")
+
+
+def trigger(*actions, event="Whitepaper Downloaded", category="transactional"):
+    return parse_trigger({"id": "t1", "description": "test", "category": category,
+                          "when": {"event": event}, "then": list(actions)},
+                         templates={"thanks"}, origin="test")
+
+
+class World:
+    def __init__(self, traits=None):
+        self.profiles = MemoryProfileStore()
+        self.ledger = MemoryLedger()
+        self.channels = MemoryChannels()
+        self.definitions = MemoryDefinitions(templates=[THANKS])
+        identify = parse_call("identify", {"userId": "ana", "traits": traits or {}}, NOW, 32768)
+        self.profiles.save(apply_events(new_profile("user:ana"), [identify]))
+
+    def decisions(self, trig, properties=None):
+        event = parse_call("track", {"userId": "ana", "event": trig.event_key, "messageId": "m1",
+                                     "properties": properties or {}}, NOW, 32768)
+        return evaluate(event, self.profiles.get("user:ana"), [trig]).decisions
+
+    def deliver(self, decision: Decision):
+        return deliver(decision, profiles=self.profiles, ledger=self.ledger, templates=self.definitions,
+                       channels=self.channels, now=lambda: NOW)
+
+
+EMAIL = {"email": {"template": "thanks", "from": "hello@example.com"}}
+ASSET = {"asset": "Guide", "url": "https://example.com/guide.pdf"}
+
+
+def test_an_email_is_rendered_and_sent_once_however_often_the_decision_arrives():
+    world = World({"email": "ana@example.com", "name": "Ana"})
+    [decision] = world.decisions(trigger(EMAIL), ASSET)
+    first = world.deliver(decision)
+    again = world.deliver(decision)
+    assert first.status == again.status == "sent"
+    assert len(world.channels.sent) == 1
+    channel, mail = world.channels.sent[0]
+    assert (channel, mail["to"], mail["subject"]) == ("email", "ana@example.com", "Your copy of Guide")
+    assert "https://example.com/guide.pdf" in mail["text"]
+    assert world.ledger.writes == 2  # the claim and the outcome; the repeat reads only
+
+
+def test_traits_are_escaped_in_html_but_not_in_text():
+    world = World({"email": "ana@example.com", "name": "<script>alert(1)</script>"})
+    [decision] = world.decisions(trigger(EMAIL), ASSET)
+    world.deliver(decision)
+    mail = world.channels.sent[0][1]
+    assert "<script>" not in mail["html"] and "&lt;script&gt;" in mail["html"]
+    assert "<script>" in mail["text"]
+
+
+def test_no_email_address_is_recorded_as_skipped_with_the_reason():
+    world = World({"name": "Ana"})
+    [decision] = world.decisions(trigger(EMAIL), ASSET)
+    record = world.deliver(decision)
+    assert record.status == "skipped" and "email address" in record.reason
+    assert world.channels.sent == []
+
+
+def test_a_missing_template_variable_fails_for_good_without_sending():
+    world = World({"email": "ana@example.com", "name": "Ana"})
+    [decision] = world.decisions(trigger(EMAIL), {"asset": "Guide"})  # no url
+    record = world.deliver(decision)
+    assert record.status == "failed" and "url" in record.reason
+    assert world.deliver(decision).status == "failed"
+    assert world.channels.sent == []
+
+
+def test_throttling_releases_the_claim_so_the_retry_sends_once():
+    world = World({"email": "ana@example.com", "name": "Ana"})
+    [decision] = world.decisions(trigger(EMAIL), ASSET)
+    world.channels.failures.append(SendRetryable("Throttling"))
+    with pytest.raises(SendRetryable):
+        world.deliver(decision)
+    assert world.deliver(decision).status == "sent"
+    assert len(world.channels.sent) == 1
+
+
+def test_a_rejected_send_is_recorded_as_failed_and_not_retried():
+    world = World({"email": "ana@example.com", "name": "Ana"})
+    [decision] = world.decisions(trigger(EMAIL), ASSET)
+    world.channels.failures.append(SendRejected("MessageRejected: Email address is not verified."))
+    record = world.deliver(decision)
+    assert record.status == "failed" and "not verified" in record.reason
+    assert world.deliver(decision).status == "failed"
+    assert world.channels.sent == []
+
+
+def test_an_unknown_outcome_is_not_sent_again():
+    world = World({"email": "ana@example.com", "name": "Ana"})
+    [decision] = world.decisions(trigger(EMAIL), ASSET)
+    world.channels.failures.append(KeyboardInterrupt())  # the process dies mid-send
+    with pytest.raises(KeyboardInterrupt):
+        world.deliver(decision)
+    assert world.deliver(decision).status == "sending"
+    assert world.channels.sent == []
+
+
+def test_sms_needs_an_e164_phone():
+    sms = {"sms": {"text": "Your order has shipped, {{ traits.name }}"}}
+    world = World({"phone": "+15555550100", "name": "Ana"})
+    [decision] = world.decisions(trigger(sms, event="Order Shipped"))
+    assert world.deliver(decision).status == "sent"
+    assert world.channels.sent[0][1] == {"to": "+15555550100", "text": "Your order has shipped, Ana"}
+    local = World({"phone": "555-0100"})
+    [decision] = local.decisions(trigger(sms, event="Order Shipped"))
+    assert local.deliver(decision).status == "skipped"
+
+
+def test_alerts_go_to_the_team_topic():
+    alert = {"alert": {"topic": "sales", "text": "{{ traits.email }} viewed {{ properties.path }}"}}
+    world = World({"email": "lead@example.com"})
+    [decision] = world.decisions(trigger(alert, event="Pricing Viewed", category="internal"), {"path": "/pricing"})
+    world.deliver(decision)
+    assert world.channels.sent[0][1]["to"] == "sales"
+    assert world.channels.sent[0][1]["text"] == "lead@example.com viewed /pricing"
+
+
+def test_webhooks_are_signed(monkeypatch):
+    monkeypatch.setenv("NUDGE_WEBHOOK_SECRET", "s3cret")
+    hook = {"webhook": {"url": "https://crm.example.com/hooks/nudge"}}
+    world = World({"email": "ana@example.com"})
+    [decision] = world.decisions(trigger(hook, event="Trial Started", category="internal"))
+    world.deliver(decision)
+    sent = world.channels.sent[0][1]
+    signature = sent["headers"][webhook_signature.HEADER]
+    assert webhook_signature.verify("s3cret", sent["body"], signature, now=int(NOW.timestamp()))
+    assert not webhook_signature.verify("s3cret", sent["body"] + b" ", signature, now=int(NOW.timestamp()))
+    assert sent["headers"]["Nudge-Delivery"] == decision.ledger_key
+
+
+def test_a_profile_update_applies_once():
+    update = {"update_profile": {"increment": {"lead_score": 10}, "add_tags": ["pricing"]}}
+    world = World({"lead_score": 5})
+    [decision] = world.decisions(trigger(update, event="Pricing Viewed", category="internal"))
+    world.deliver(decision)
+    world.deliver(decision)
+    traits = world.profiles.get("user:ana").traits
+    assert traits["lead_score"] == 15 and traits["tags"] == ["pricing"]
+
+
+def test_emitted_events_count_their_hops():
+    emit = {"emit": {"event": "Lead Qualified", "properties": {"score": 50}}}
+    world = World()
+    [decision] = world.decisions(trigger(emit, event="Pricing Viewed", category="internal"))
+    world.deliver(decision)
+    detail = world.channels.sent[0][1]["detail"]
+    assert detail["event"] == "Lead Qualified" and detail["userId"] == "ana"
+    assert detail["context"]["nudge"]["hops"] == 1
