@@ -150,8 +150,6 @@ def parse_template(doc: Any, origin: str, *, version: int = 0) -> Template:
             problems.append(FieldProblem("html", "an email template needs html or text (or both)"))
     elif channel in PARTS and doc.get("text") is None:
         problems.append(FieldProblem("text", f"is required for {_a(channel)} template"))
-    if channel == "alert" and isinstance(parts.get("subject"), str) and len(parts["subject"] or "") > 100:
-        problems.append(FieldProblem("subject", "must be at most 100 characters (the SNS subject limit)"))
     if problems:
         raise InvalidDefinition(problems, origin)
     return Template(id=template_id, channel=channel, subject=parts["subject"], html=parts["html"],

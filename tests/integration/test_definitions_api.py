@@ -1,8 +1,11 @@
 """Defining triggers and templates over the admin API, with every version kept."""
+import io
 import json
+from pathlib import Path
 
 import pytest
 
+from chalicelib import cli
 from chalicelib.definitions import DynamoDefinitions
 from chalicelib.errors import ConcurrentUpdate
 from chalicelib.settings import get_settings
@@ -182,3 +185,54 @@ def test_a_save_that_loses_a_race_writes_nothing(stack, monkeypatch):
     monkeypatch.undo()
     assert [(v.version, v.who) for v in store.trigger_versions("whitepaper")] == [(1, "ana"), (2, "ana")]
     assert store.get_trigger("whitepaper").enabled is False
+
+
+def chalice_transport(client):
+    """The nudge CLI's calls, made through the Chalice test client."""
+    def send(method, path, body=None):
+        headers = {**admin_headers(), "Content-Type": "application/json", "User-Agent": "nudge-cli/1"}
+        response = getattr(client.http, method.lower())(path, headers=headers,
+                                                        body=json.dumps(body) if body is not None else b"")
+        return response.status_code, json.loads(response.body) if response.body else None
+    return send
+
+
+def test_nudge_apply_saves_the_shipped_examples_and_reports_what_changed(client, tmp_path):
+    # Given the repository's example triggers and templates
+    root = Path(__file__).resolve().parents[2]
+    out = io.StringIO()
+    # When they are applied twice
+    assert cli.main(["apply", str(root)], transport=chalice_transport(client), out=out, err=io.StringIO()) == 0
+    first = out.getvalue().splitlines()
+    out = io.StringIO()
+    assert cli.main(["apply", str(root)], transport=chalice_transport(client), out=out, err=io.StringIO()) == 0
+    # Then templates go first, everything is created once, and the second run changes nothing
+    assert first[0].startswith("template ") and first[-1].startswith("trigger ")
+    assert all(line.endswith("created (version 1)") for line in first), first
+    assert all(line.endswith("unchanged (version 1)") for line in out.getvalue().splitlines())
+    assert len(first) == 10
+    status, shown = get_json(client, "/v1/triggers/pricing-page-alert?versions=true")
+    assert shown["versions"][0]["via"] == "cli"
+    evaluator = DynamoDefinitions(get_settings(), cache_seconds=0)
+    assert sorted(t.id for t in evaluator.triggers_for("Order Completed")) == ["order-confirmation",
+                                                                                 "order-cross-sell"]
+    (pricing,) = evaluator.triggers_for("page")
+    assert pricing.match.matches({"event": {"type": "page", "properties": {"path": "/pricing/teams"}}, "profile": {}})
+    # And nudge list shows them
+    out = io.StringIO()
+    assert cli.main(["list"], transport=chalice_transport(client), out=out) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0].split() == ["ID", "CATEGORY", "EVENT", "ENABLED", "VERSION"]
+    assert lines[1].split() == ["order-confirmation", "transactional", "Order", "Completed", "yes", "1"]
+    assert len(lines) == 6
+
+
+def test_nudge_apply_reports_the_field_the_api_refused(client, tmp_path):
+    (tmp_path / "triggers").mkdir()
+    (tmp_path / "triggers" / "hello.yaml").write_text(
+        "id: hello\ncategory: marketing\nwhen: {event: Signed Up}\n"
+        "then:\n  - email: {template: welcome, from: hello@example.com}\n")
+    out = io.StringIO()
+    assert cli.main(["apply", str(tmp_path)], transport=chalice_transport(client), out=out, err=io.StringIO()) == 1
+    assert out.getvalue().strip() == (f"{tmp_path}/triggers/hello.yaml: then[0].email.template: names no known "
+                                      "template: add templates/welcome.yaml or PUT /v1/templates/welcome first")
