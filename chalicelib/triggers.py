@@ -25,6 +25,7 @@ the person's ``email`` (email) or ``phone`` (sms) trait.
 """
 from __future__ import annotations
 
+import copy
 import json
 import re
 from dataclasses import dataclass, field
@@ -272,7 +273,7 @@ class _Checker:
             before = len(self.problems)
             _ACTION_CHECKS[kind](self, params, path, own_event)
             if len(self.problems) == before:
-                actions.append(Action(kind=kind, params=json.loads(json.dumps(params)), index=index))
+                actions.append(Action(kind=kind, params=copy.deepcopy(dict(params)), index=index))
         return tuple(actions)
 
     def keys(self, params: Mapping[str, Any], path: str, allowed: tuple[str, ...], required: tuple[str, ...],
