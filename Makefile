@@ -17,6 +17,8 @@ $(VENV)/.installed: $(BIN)/python requirements.txt requirements-dev.txt
 	touch $@
 
 ## Start the whole engine on the embedded AWS emulator (Ctrl-C stops it).
+## PORT (API, 8000), AWS_PORT (emulator, 4566), NUDGE_WRITE_KEY and
+## NUDGE_ADMIN_TOKEN override the defaults; the banner shows what is in use.
 run: $(VENV)/.installed
 	AWS_PORT=$(AWS_PORT) PORT=$(PORT) $(BIN)/python -m infra.local_stack
 
