@@ -340,7 +340,8 @@ class DynamoDefinitions:
 
     @staticmethod
     def _template(item: DefinitionItem) -> Template | None:
-        return _parsed(item, lambda doc, origin: parse_template(doc, origin, version=item.version))
+        return _parsed(item, lambda doc, origin: parse_template(
+            doc, origin, version=item.version, check_liquid=False))
 
 
 def _parsed(item: DefinitionItem, parse: Callable[[Any, str], _T]) -> _T | None:

@@ -105,10 +105,12 @@ class Rendered:
     text: str | None
 
 
-def parse_template(doc: Any, origin: str, *, version: int = 0) -> Template:
+def parse_template(doc: Any, origin: str, *, version: int = 0, check_liquid: bool = True) -> Template:
     """Check a template document (a file's YAML or an API body) and return it.
 
-    Raises InvalidDefinition listing every problem found.
+    ``check_liquid=False`` skips parsing the Liquid of a template already
+    checked (read back from storage). Raises InvalidDefinition listing every
+    problem found.
     """
     problems: list[FieldProblem] = []
     if not isinstance(doc, Mapping):
@@ -139,7 +141,7 @@ def parse_template(doc: Any, origin: str, *, version: int = 0) -> Template:
             problems.append(FieldProblem(part, f"is not part of {_a(channel)} template "
                                                f"(it has {', '.join(PARTS[channel])})"))
             continue
-        reason = liquid_problem(value)
+        reason = liquid_problem(value) if check_liquid else None
         if reason:
             problems.append(FieldProblem(part, reason))
         parts[part] = value

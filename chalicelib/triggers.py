@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "ACTION_KINDS", "CALL_TYPES", "CATEGORIES", "Action", "InvalidDefinition", "Trigger", "event_key_for",
-    "parse_trigger",
+    "parse_trigger", "referenced_templates",
 ]
 
 ACTION_KINDS = ("email", "sms", "alert", "webhook", "update_profile", "emit")
@@ -107,6 +107,18 @@ class Trigger:
 def event_key_for(call_type: str, event_name: str | None) -> str:
     """The key triggers for a call are indexed by (``Event.counter_name``)."""
     return event_name if call_type == "track" and event_name else call_type
+
+
+def referenced_templates(doc: Any) -> set[str]:
+    """The template ids a definition's actions name, read leniently before
+    checking (so the caller can look up just those)."""
+    found: set[str] = set()
+    then = doc.get("then") if isinstance(doc, Mapping) else None
+    for item in then if isinstance(then, list) else ():
+        for params in item.values() if isinstance(item, Mapping) else ():
+            if isinstance(params, Mapping) and isinstance(params.get("template"), str):
+                found.add(params["template"])
+    return found
 
 
 def parse_trigger(
@@ -436,7 +448,8 @@ def _check_update_profile(checker: _Checker, params: Mapping[str, Any], path: st
                 if not _number(amount):
                     checker.problem(_join(path, f"increment.{name}"), "must be a number")
                 elif isinstance(traits_set, Mapping) and name in traits_set:
-                    checker.problem(_join(path, f"increment.{name}"), "is also in set: set it or increment it, not both")
+                    checker.problem(_join(path, f"increment.{name}"),
+                                    "is also in set: set it or increment it, not both")
 
 
 def _check_emit(checker: _Checker, params: Mapping[str, Any], path: str, own_event: str | None) -> None:

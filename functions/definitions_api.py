@@ -18,7 +18,7 @@ from chalicelib.errors import ConcurrentUpdate, FieldProblem, InvalidInput
 from chalicelib.http import NotFound, answers_errors, error, json_response
 from chalicelib.settings import get_settings
 from chalicelib.templates import parse_template
-from chalicelib.triggers import parse_trigger
+from chalicelib.triggers import MAX_ACTIONS, parse_trigger, referenced_templates
 
 definitions = Blueprint(__name__)
 
@@ -26,6 +26,8 @@ _CHALLENGE = "Bearer"
 #: A definition and its version are written together; both must fit in one
 #: DynamoDB item (400 KB) with room to spare.
 MAX_DEFINITION_BYTES = 256 * 1024
+#: Templates looked up for one trigger; more actions than this are refused anyway.
+MAX_REFERENCES = MAX_ACTIONS + 1
 #: The nudge CLI says so in its User-Agent; recorded as "via" in the history.
 CLI_AGENT = "nudge-cli"
 
@@ -114,7 +116,9 @@ def put_trigger(trigger_id: str) -> Response:
     body = _body(trigger_id)
     expected = _expected_version()
     store = dependencies.definitions()
-    templates = {template.id: template.channel for template in store.list_templates()}
+    # Read consistently, so a template saved a moment ago (nudge apply) is seen.
+    found = {name: store.get_template(name) for name in sorted(referenced_templates(body))[:MAX_REFERENCES]}
+    templates = {name: template.channel for name, template in found.items() if template is not None}
     trigger = parse_trigger(body, templates=templates, origin=f"PUT /v1/triggers/{trigger_id}")
     who, via = _author(token)
     return _saved("trigger", trigger_id,

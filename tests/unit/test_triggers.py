@@ -3,7 +3,7 @@ import datetime
 
 import pytest
 
-from chalicelib.triggers import InvalidDefinition, event_key_for, parse_trigger
+from chalicelib.triggers import InvalidDefinition, event_key_for, parse_trigger, referenced_templates
 
 TEMPLATES = {"welcome": "email", "sms-hi": "sms", "lead": "alert", "hook-body": "webhook"}
 
@@ -247,3 +247,10 @@ def test_template_references_are_checked_only_when_templates_are_known():
 def test_stored_definitions_parse_without_loading_liquid_checks():
     doc = action("sms", {"text": "hi {{ name"})
     assert parse_trigger(doc, templates=None, origin="stored", version=4, check_liquid=False).version == 4
+
+
+def test_the_templates_a_definition_names_are_found_before_checking_it():
+    doc = trigger(then=[{"email": {"template": "welcome"}}, {"sms": {"text": "hi"}}, {"alert": {"template": "lead"}},
+                        "garbage", {"webhook": "also garbage"}])
+    assert referenced_templates(doc) == {"welcome", "lead"}
+    assert referenced_templates("not a mapping") == set()
