@@ -43,7 +43,8 @@ class Emulator:
         self._server = make_server(self.host, self.port, app, threaded=True,
                                    request_handler=MotoRequestHandler)
         self.port = self._server.server_address[1]  # the real one when asked for port 0
-        self._thread = threading.Thread(target=self._server.serve_forever, name="aws-emulator", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="aws-emulator", daemon=True)
         self._thread.start()
 
     def is_running(self) -> bool:

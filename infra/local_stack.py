@@ -11,9 +11,12 @@ One process, started with ``python -m infra.local_stack``:
    read with Chalice's own config loader;
 4. a write key ($NUDGE_WRITE_KEY) and an admin token ($NUDGE_ADMIN_TOKEN) seeded;
 5. the local event-source runtime (infra/event_sources.py) delivering bus
-   events, schedules, queue messages and notifications to their handlers;
+   events, schedules, queue messages, stream records and notifications to
+   their handlers;
 6. the HTTP API on 127.0.0.1:$PORT (default 8000), served in this process by
-   Chalice's local server (threaded, no autoreload).
+   Chalice's local server (threaded, no autoreload);
+7. the example triggers and templates (triggers/, templates/) applied through
+   the admin API as ``nudge apply`` does (skipped with NUDGE_LOCAL_EXAMPLES=0).
 
 Ctrl-C or SIGTERM stops all of it and exits 0. Nothing is kept between runs.
 """
@@ -50,6 +53,7 @@ class Options:
     admin_token: str = DEFAULT_ADMIN_TOKEN
     stack_name: str = STACK_NAME
     verbose: bool = False
+    examples: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Options:
@@ -59,6 +63,7 @@ class Options:
             write_key=env.get("NUDGE_WRITE_KEY") or DEFAULT_WRITE_KEY,
             admin_token=env.get("NUDGE_ADMIN_TOKEN") or DEFAULT_ADMIN_TOKEN,
             verbose=(env.get("NUDGE_LOCAL_VERBOSE") or "") not in ("", "0", "false"),
+            examples=(env.get("NUDGE_LOCAL_EXAMPLES") or "1") not in ("0", "false"),
         )
 
 
@@ -104,6 +109,7 @@ class LocalStack:
         self.options = options
         self.environment: dict[str, str] = {}
         self.ready_seconds = 0.0
+        self.examples = "not applied"
         self.runtime: Any = None
         self.emulator: Any = None
         self.http: Any = None
@@ -129,6 +135,8 @@ class LocalStack:
         self._seed_keys()
         self._start_event_sources(app, config)
         self._serve_http(app, config)
+        if self.options.examples:
+            self._apply_examples()
         self.ready_seconds = time.monotonic() - began
 
     def _start_emulator(self) -> None:
@@ -211,9 +219,30 @@ class LocalStack:
             server.shutdown()
             server.server.server_close()
 
-        self._http_thread = threading.Thread(target=server.server.serve_forever, name="http-api", daemon=True)
+        self._http_thread = threading.Thread(target=server.server.serve_forever, kwargs={"poll_interval": 0.1},
+                                             name="http-api", daemon=True)
         self._http_thread.start()
         self._teardown.callback(close)
+
+    def _apply_examples(self) -> None:
+        """The shipped example definitions, through the admin API. A refusal
+        is reported, not fatal: the rest of the stack is still useful."""
+        import io
+
+        if not (PROJECT_DIR / "triggers").is_dir() and not (PROJECT_DIR / "templates").is_dir():
+            return
+        try:
+            from chalicelib import cli
+        except ImportError:
+            return
+        out, err = io.StringIO(), io.StringIO()
+        status = cli.apply(PROJECT_DIR, cli.http_transport(self.api_url, self.options.admin_token), out, err)
+        lines = [line for line in (out.getvalue() + err.getvalue()).splitlines() if line.strip()]
+        if status == 0:
+            self.examples = f"{len(lines)} example definitions applied from triggers/ and templates/"
+        else:
+            self.examples = "example definitions NOT applied (see the log)"
+            log.warning("applying the example triggers and templates failed:\n%s", "\n".join(lines))
 
     def is_running(self) -> bool:
         """The API and the emulator are up (a failing event source is logged
@@ -236,6 +265,7 @@ Nudge local stack is ready ({self.ready_seconds:.1f} s)
   AWS emulator   {self.endpoint_url}   (moto; CloudFormation stack {o.stack_name})
   Write key      {o.write_key}
   Admin token    {o.admin_token}
+  Definitions    {self.examples}
 
   Event sources:
 {sources}
