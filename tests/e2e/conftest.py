@@ -1,8 +1,9 @@
 """The running local stack, once per test session, driven over real HTTP.
 
 The fixture starts ``python -m infra.local_stack`` exactly as ``make run`` does
-(on free ports, with known keys), waits for GET /health, and at the end stops
-it with SIGTERM and checks that it exits cleanly and let go of its ports.
+(on free ports, with known keys), waits for GET /health and the ready banner,
+and at the end stops it with SIGTERM and checks that it exits cleanly, logged
+no traceback and let go of its ports.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ WRITE_KEY = "e2e-write-key"
 ADMIN_TOKEN = "e2e-admin-token"
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
+READY_LINE = "Nudge local stack is ready"
 #: How long an asynchronous path (bus -> queue -> handler) may take here.
 DELIVERY_TIMEOUT = 30.0
 
@@ -151,10 +153,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             if process.poll() is not None:
                 pytest.fail(f"the local stack exited with {process.returncode}:\n{_tail(log_path)}")
             try:
-                if requests.get(url + "/health", timeout=2).status_code == 200:
-                    break
+                healthy = requests.get(url + "/health", timeout=2).status_code == 200
             except requests.ConnectionError:
-                pass
+                healthy = False
+            if healthy and READY_LINE in log_path.read_text(errors="replace"):
+                break
             if time.monotonic() > deadline:
                 pytest.fail(f"the local stack was not ready within {START_TIMEOUT:.0f} s:\n{_tail(log_path)}")
             time.sleep(0.1)

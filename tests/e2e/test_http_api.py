@@ -6,7 +6,7 @@ import uuid
 import pytest
 import requests
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import PROJECT_DIR, Stack, free_port, start_stack
 
 
 def unique(prefix: str) -> str:
@@ -111,8 +111,6 @@ def test_an_unknown_person_is_a_404(stack: Stack) -> None:
 
 @pytest.mark.parametrize("taken", ["PORT", "AWS_PORT"])
 def test_a_second_stack_on_a_taken_port_exits_with_a_clear_error(stack: Stack, tmp_path, taken: str) -> None:
-    from tests.e2e.conftest import free_port, start_stack
-
     ports = {"PORT": str(free_port()), "AWS_PORT": str(free_port())}
     ports[taken] = stack.url.rsplit(":", 1)[1] if taken == "PORT" else stack.endpoint_url.rsplit(":", 1)[1]
     log_path = tmp_path / "second.log"
@@ -126,3 +124,10 @@ def test_a_second_stack_on_a_taken_port_exits_with_a_clear_error(stack: Stack, t
     assert f"127.0.0.1:{ports[taken]}" in log or "Address already in use" in log, log
     assert "Traceback" not in log, log
     assert requests.get(stack.url + "/health", timeout=10).status_code == 200, "the first stack is unharmed"
+
+
+def test_the_example_triggers_are_applied_at_start(stack: Stack) -> None:
+    shipped = {path.stem for path in (PROJECT_DIR / "triggers").glob("*.yaml")}
+    response = stack.admin_get("/v1/triggers")
+    assert response.status_code == 200, response.text
+    assert shipped <= {row["id"] for row in response.json()["triggers"]}
