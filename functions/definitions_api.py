@@ -81,7 +81,7 @@ def _conflict(exc: ConcurrentUpdate) -> Response:
                  [FieldProblem("If-Match", "must be the current version")])
 
 
-def _saved(kind: str, definition_id: str, save: Callable[[], Any]) -> Response:
+def _saved(definition_id: str, save: Callable[[], Any]) -> Response:
     try:
         saved = save()
     except ConcurrentUpdate as exc:
@@ -121,7 +121,7 @@ def put_trigger(trigger_id: str) -> Response:
     templates = {name: template.channel for name, template in found.items() if template is not None}
     trigger = parse_trigger(body, templates=templates, origin=f"PUT /v1/triggers/{trigger_id}")
     who, via = _author(token)
-    return _saved("trigger", trigger_id,
+    return _saved(trigger_id,
                   lambda: store.save_trigger(trigger, who, via=via, expected_version=expected))
 
 
@@ -177,7 +177,7 @@ def put_template(template_id: str) -> Response:
         raise InvalidInput([FieldProblem("channel", f"cannot change (it is {current.channel}): triggers use this "
                                                     "template for that channel; create a template with a new id")])
     who, via = _author(token)
-    return _saved("template", template_id,
+    return _saved(template_id,
                   lambda: store.save_template(template, who, via=via, expected_version=expected))
 
 
