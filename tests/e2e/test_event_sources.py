@@ -20,7 +20,8 @@ import pytest
 from chalice import Chalice, Rate as ChaliceRate
 
 from infra.bindings import NO_BINDING, Binding
-from infra.event_sources import Cron, DeliveryPolicy, EventSourceRuntime, Rate, UnsupportedSchedule, parse_schedule
+from infra.event_sources import DeliveryPolicy, EventSourceRuntime
+from infra.schedules import Cron, Rate, UnsupportedSchedule, parse_schedule
 from tests.e2e.conftest import Stack, eventually
 
 POLICY = DeliveryPolicy(wait_seconds=1, max_attempts=3, retry_seconds=0, stream_poll_seconds=0.1)
