@@ -20,7 +20,8 @@ CloudWatchEventConfig    A rule on the bus with the handler's event pattern
 ScheduledEventConfig     ``rate(...)`` and ``cron(...)`` expressions (UTC, see
                          infra/schedules.py) fire on a timer with a
                          "Scheduled Event".
-SQSEventConfig           The queue is polled like Lambda's SQS mapping with
+SQSEventConfig           The queue is polled like Lambda's SQS mapping, with
+                         partial batch failures when the template enables
                          ``ReportBatchItemFailures``: failed records stay on the
                          queue and the queue's own redrive policy parks them.
 SNSEventConfig           The topic gets a queue subscription; each notification
