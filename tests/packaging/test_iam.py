@@ -1,0 +1,200 @@
+"""Every AWS call the handlers make is granted to their function's role, on its resource.
+
+Chalice's policy generator cannot see PynamoDB's calls (and is off: see
+.chalice/config.json), so the grants are written by hand in
+infra/template.yaml. Rather than list the actions here a second time, the
+calls are recorded: representative flows run through ``chalice.test.Client``
+against the stack moto creates from the same template, every botocore call is
+caught, and each one's IAM action and resource ARN must be allowed by the
+policies of the merged template that apply to the role of the function that
+made it.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import boto3
+import botocore.client
+import pytest
+import yaml
+from chalice.test import Client
+from chalice.utils import to_cfn_resource_name
+
+from tests.integration.conftest import admin_headers, post, stack  # noqa: F401 (stack is a fixture)
+from tests.packaging import iam
+from tests.packaging.conftest import functions_of
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK_NAME = "nudge-test"  # the stack tests/integration/conftest.py creates
+
+
+class Recorder:
+    """Every botocore call made while a function runs, by the function's logical id."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, list[tuple[str, str, dict[str, Any]]]] = defaultdict(list)
+        self.function: str | None = None
+
+    @contextmanager
+    def running(self, function: str) -> Iterator[None]:
+        self.function = function
+        try:
+            yield
+        finally:
+            self.function = None
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        original = botocore.client.BaseClient._make_api_call
+        recorder = self
+
+        def recording(client: Any, operation: str, params: dict[str, Any]) -> Any:
+            # Handler threads (parallel puts) see the same function: flows run one at a time.
+            if recorder.function is not None:
+                prefix = client.meta.service_model.signing_name
+                recorder.calls[recorder.function].append((prefix, operation, params))
+            return original(client, operation, params)
+
+        monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
+
+
+def function_id(template: dict[str, Any], handler: str) -> str:
+    """The template's logical id of the function Chalice made for ``handler``."""
+    functions = functions_of(template)
+    name = to_cfn_resource_name(handler) if handler != "api_handler" else "APIHandler"
+    assert name in functions, f"no function {name} in the template: {sorted(functions)}"
+    return name
+
+
+def run_flows(client: Client, recorder: Recorder, template: dict[str, Any]) -> None:
+    api = function_id(template, "api_handler")
+    bus = function_id(template, "on_bus_event")
+    with recorder.running(api):
+        # An anonymous visitor: stored links are looked up, an anonymous profile made.
+        ok(post(client, "/v1/page", {"anonymousId": "a1", "name": "Pricing", "messageId": "p1"}))
+        # They sign up: the anonymous profile is merged into theirs and removed, a link written.
+        ok(post(client, "/v1/identify", {"anonymousId": "a1", "userId": "u1", "messageId": "i1",
+                                         "traits": {"email": "u1@example.com"},
+                                         "timestamp": "2026-12-01T10:00:00Z"}))
+        # A batch, with and without client timestamps (the dedupe marker path).
+        ok(post(client, "/v1/batch", {"batch": [
+            {"type": "track", "userId": "u1", "event": "Order Completed", "messageId": "t1",
+             "timestamp": "2026-12-01T10:01:00Z"},
+            {"type": "track", "userId": "u1", "event": "Order Shipped", "messageId": "t2"},
+        ]}))
+        ok(client.http.get("/v1/profiles/u1", headers=admin_headers()))
+        ok(client.http.get("/v1/profiles/u1/events?limit=2", headers=admin_headers()))
+        ok(client.http.get("/health"))
+        # Definitions: a template and a trigger that uses it (the shipped examples), read, listed, deleted.
+        for kind, name in (("templates", "order-confirmation"), ("triggers", "order-confirmation")):
+            definition = yaml.safe_load((ROOT / kind / f"{name}.yaml").read_text())
+            ok(client.http.put(f"/v1/{kind}/{name}", headers={**admin_headers(), "Content-Type": "application/json"},
+                               body=json.dumps(definition)))
+            ok(client.http.get(f"/v1/{kind}/{name}?versions=true", headers=admin_headers()))
+            ok(client.http.get(f"/v1/{kind}", headers=admin_headers()))
+        ok(client.http.delete("/v1/triggers/order-confirmation", headers=admin_headers()))
+    with recorder.running(bus):
+        for detail_type, detail in (
+            ("page", {"anonymousId": "a2", "name": "Home", "messageId": "bp1"}),
+            ("identify", {"anonymousId": "a2", "userId": "u2", "messageId": "bi1"}),
+            ("batch", {"batch": [{"type": "track", "userId": "u2", "event": "Signed Up", "messageId": "bt1"}]}),
+        ):
+            event = client.events.generate_cw_event(source="tests", detail_type=detail_type, detail=detail,
+                                                    resources=[], region="us-east-1")
+            response = client.lambda_.invoke("on_bus_event", event)
+            assert response.payload["accepted"] >= 1, response.payload
+
+
+def ok(response: Any) -> None:
+    assert response.status_code < 300, (response.status_code, response.body)
+
+
+@pytest.fixture
+def recorded(quiet_moto: None, stack: dict[str, str], merged_template: dict[str, Any],
+             monkeypatch: pytest.MonkeyPatch) -> dict[str, list[tuple[str, str, dict[str, Any]]]]:
+    from app import app
+
+    recorder = Recorder()
+    recorder.install(monkeypatch)
+    with Client(app, stage_name="local") as client:
+        run_flows(client, recorder, merged_template)
+    return recorder.calls
+
+
+def test_every_call_the_handlers_make_is_granted(recorded: dict[str, list[tuple[str, str, dict[str, Any]]]],
+                                                 merged_template: dict[str, Any]) -> None:
+    session = boto3.session.Session()
+    resolve = iam.Resolver(merged_template, session, STACK_NAME)
+    functions = functions_of(merged_template)
+    assert set(recorded) == {function_id(merged_template, "api_handler"), function_id(merged_template, "on_bus_event")}
+    denied = []
+    for function, calls in recorded.items():
+        assert calls, f"{function} made no AWS call: the flows test nothing"
+        statements = iam.statements_for_role(merged_template, iam.role_of(functions[function]))
+        for prefix, operation, params in calls:
+            for permission in iam.permissions_for(prefix, operation, params, resolve.region, resolve.account):
+                if not iam.allows(statements, permission, resolve):
+                    denied.append(f"{function}: {permission.action} on {permission.resource or 'its resource'}")
+    assert not denied, "not granted in infra/template.yaml:\n" + "\n".join(sorted(set(denied)))
+
+
+def test_no_dynamodb_action_is_granted_that_no_call_needs(
+        recorded: dict[str, list[tuple[str, str, dict[str, Any]]]], merged_template: dict[str, Any]) -> None:
+    """Least privilege, for DynamoDB: each granted action on a table is one the flows used there."""
+    session = boto3.session.Session()
+    resolve = iam.Resolver(merged_template, session, STACK_NAME)
+    functions = functions_of(merged_template)
+    unused = []
+    for function, calls in recorded.items():
+        used = {(p.action.lower(), p.resource) for prefix, operation, params in calls
+                for p in iam.permissions_for(prefix, operation, params, resolve.region, resolve.account)}
+        for statement in iam.statements_for_role(merged_template, iam.role_of(functions[function])):
+            for action in iam._listed(statement["Action"]):
+                if not action.lower().startswith("dynamodb:"):
+                    continue
+                for resource in iam._listed(statement["Resource"]):
+                    if (action.lower(), resolve(resource)) not in used:
+                        unused.append(f"{function}: {action} on {resource}")
+    assert not unused, "granted but never called by the flows (remove, or add a flow that needs it):\n" + \
+        "\n".join(unused)
+
+
+def test_every_function_role_gets_nudges_grants(merged_template: dict[str, Any]) -> None:
+    """A new handler gets its own role from Chalice with logging only: it needs a policy in infra/."""
+    resources = merged_template["Resources"]
+    for name, function in functions_of(merged_template).items():
+        role = iam.role_of(function)
+        attached = [policy for policy, r in resources.items() if r["Type"] == "AWS::IAM::Policy"
+                    and {"Ref": role} in r["Properties"].get("Roles", [])]
+        assert attached, f"{name}'s role {role} has no policy from infra/template.yaml"
+
+
+def test_dead_letter_queues_can_be_written_by_their_function(merged_template: dict[str, Any]) -> None:
+    """Lambda sends a failed asynchronous invocation to the dead-letter queue with the function's role."""
+    checked = 0
+    for name, function in functions_of(merged_template).items():
+        target = (function.get("DeadLetterQueue") or {}).get("TargetArn")
+        if not target:
+            continue
+        statements = iam.statements_for_role(merged_template, iam.role_of(function))
+        assert any(s["Effect"] == "Allow" and "sqs:SendMessage" in iam._listed(s["Action"])
+                   and target in iam._listed(s["Resource"]) for s in statements), name
+        checked += 1
+    assert checked
+
+
+def test_the_recording_sees_pynamodb_calls(quiet_moto: None, stack: dict[str, str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recorder catches what PynamoDB sends (it calls botocore's client directly)."""
+    from chalicelib import dependencies
+
+    recorder = Recorder()
+    recorder.install(monkeypatch)
+    with recorder.running("probe"):
+        dependencies.key_store().kind_of("no-such-key")
+    assert [(p, o) for p, o, _ in recorder.calls["probe"]] == [("dynamodb", "GetItem")]
+
+
