@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping
@@ -108,8 +109,15 @@ def json_size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
-def parse_body(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
-    """Decode a request body into a JSON object, or raise InvalidInput."""
+def parse_body(raw: bytes | None, max_bytes: int, encoding: str | None = None) -> dict[str, Any]:
+    """Decode a request body into a JSON object, or raise InvalidInput.
+
+    ``encoding`` is the Content-Encoding header: Segment libraries may gzip
+    their batches. The size limit applies to the decompressed body, which is
+    never inflated past it.
+    """
+    if raw and (encoding or "").strip().lower() == "gzip":
+        raw = _gunzip(raw, max_bytes)
     if raw is None or not raw.strip():
         raise InvalidInput([FieldProblem("body", "must be a JSON object")])
     if len(raw) > max_bytes:
@@ -120,6 +128,17 @@ def parse_body(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
         raise InvalidInput([FieldProblem("body", f"must be valid JSON ({exc})")]) from exc
     if not isinstance(body, dict):
         raise InvalidInput([FieldProblem("body", "must be a JSON object")])
+    return body
+
+
+def _gunzip(raw: bytes, max_bytes: int) -> bytes:
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        body = inflater.decompress(raw, max_bytes + 1)
+    except zlib.error as exc:
+        raise InvalidInput([FieldProblem("body", f"must be valid gzip when Content-Encoding is gzip ({exc})")]) from exc
+    if len(body) > max_bytes:
+        raise InvalidInput([FieldProblem("body", f"must be at most {max_bytes} bytes once decompressed")])
     return body
 
 

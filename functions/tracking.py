@@ -29,7 +29,7 @@ def _accept(call_type: str) -> Response:
     settings = get_settings()
     limit = settings.max_batch_bytes if call_type == "batch" else settings.max_event_bytes
     try:
-        body = parse_body(request.raw_body, limit)
+        body = parse_body(request.raw_body, limit, request.headers.get("content-encoding"))
         auth.require(auth.WRITE, auth.write_key(request.headers, body),
                      dependencies.key_store(), settings.key_cache_seconds)
         received_at = utcnow()

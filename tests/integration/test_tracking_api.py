@@ -144,3 +144,12 @@ def test_beacons_sent_as_text_plain_are_accepted(client):
     body = json.dumps({"anonymousId": "beacon-1", "event": "Tab Closed", "writeKey": "test-write-key"})
     response = client.http.post("/v1/track", headers={"Content-Type": "text/plain"}, body=body)
     assert response.status_code == 200
+
+
+def test_gzipped_batches_from_segment_libraries_are_accepted(client):
+    import gzip
+
+    body = gzip.compress(json.dumps({"batch": [{"type": "track", "userId": "gz", "event": "Zipped"}]}).encode())
+    response = client.http.post("/v1/batch", headers={**write_headers(), "Content-Encoding": "gzip"}, body=body)
+    assert response.status_code == 200, response.body
+    assert [e["event"] for e in stored_events(client, "gz")] == ["Zipped"]

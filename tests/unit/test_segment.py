@@ -124,3 +124,16 @@ def test_batch_context_is_inherited_by_calls_without_their_own():
     first, second = parse_batch(body, NOW, LIMIT)
     assert first.context["timezone"] == "Asia/Tokyo"
     assert second.context["timezone"] == "Europe/Oslo"
+
+
+def test_gzipped_bodies_are_read_and_bombs_are_refused():
+    import gzip
+    import json as _json
+
+    body = _json.dumps({"userId": "u1", "event": "Zipped"}).encode()
+    assert parse_body(gzip.compress(body), 1000, "gzip")["event"] == "Zipped"
+    with pytest.raises(InvalidInput) as exc:
+        parse_body(gzip.compress(b" " * 5000 + body), 1000, "gzip")
+    assert "decompressed" in fields(exc)["body"]
+    with pytest.raises(InvalidInput):
+        parse_body(b"not gzip at all", 1000, "gzip")
