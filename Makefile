@@ -14,6 +14,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	printf '#!%s\nimport sys\nsys.path.insert(0, "%s")\nfrom chalicelib.cli import main\nsys.exit(main())\n' "$(abspath $(BIN)/python)" "$(CURDIR)" > $(BIN)/nudge && chmod +x $(BIN)/nudge
 	touch $@
 
 ## Start the whole engine on the embedded AWS emulator (Ctrl-C stops it).
