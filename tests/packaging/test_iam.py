@@ -179,9 +179,15 @@ def test_dead_letter_queues_can_be_written_by_their_function(merged_template: di
         target = (function.get("DeadLetterQueue") or {}).get("TargetArn")
         if not target:
             continue
-        statements = iam.statements_for_role(merged_template, iam.role_of(function))
+        role = iam.role_of(function)
+        statements = iam.statements_for_role(merged_template, role)
         assert any(s["Effect"] == "Allow" and "sqs:SendMessage" in iam._listed(s["Action"])
                    and target in iam._listed(s["Resource"]) for s in statements), name
+        # Lambda refuses to create the function unless the grant is already there.
+        resource = merged_template["Resources"][name]
+        grants = {policy for policy, r in merged_template["Resources"].items() if r["Type"] == "AWS::IAM::Policy"
+                  and {"Ref": role} in r["Properties"].get("Roles", [])}
+        assert grants & set(iam._listed(resource.get("DependsOn", []))), f"{name} must DependsOn its role's policy"
         checked += 1
     assert checked
 
