@@ -150,11 +150,13 @@ def build_layer(target: Path, *, use_cache: bool = True) -> Path:
         built = Path(work) / LAYER_ZIP
         write_zip(Path(work), built, only=["python"])
         check_layer(built)
-        if use_cache:
+        if use_cache:  # keep only this build; safe when two builds run at once
             CACHE_DIR.mkdir(parents=True, exist_ok=True)
             for old in CACHE_DIR.glob("layer-*.zip"):
-                old.unlink()
-            partial = cached.with_suffix(".partial")
+                if old != cached:
+                    old.unlink(missing_ok=True)
+            handle, partial = tempfile.mkstemp(dir=CACHE_DIR, suffix=".partial")
+            os.close(handle)
             shutil.copyfile(built, partial)
             os.replace(partial, cached)
         shutil.copyfile(built, target)
