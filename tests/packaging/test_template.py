@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 import yaml
 from cfnlint.api import ManualArgs, lint_file
 from moto import mock_aws
@@ -132,3 +133,17 @@ def _any_layer(tmp_path: Path) -> Path:
     with zipfile.ZipFile(layer, "w") as archive:
         archive.writestr("python/placeholder.py", "")
     return layer
+
+
+def test_sqs_event_sources_report_partial_batch_failures(merged_template: dict[str, Any]) -> None:
+    """One bad message must not send its whole batch back to the queue (nor its good
+    neighbours to the dead-letter queue): the handler names the failed ones, which
+    Lambda honours only with ReportBatchItemFailures. Chalice does not set it;
+    infra/template.yaml merges it into each SQS event, as it does for the bus."""
+    sources = [(name, event_name, event["Properties"])
+               for name, function in functions_of(merged_template).items()
+               for event_name, event in (function.get("Events") or {}).items() if event["Type"] == "SQS"]
+    if not sources:
+        pytest.skip("no SQS event source in the app yet")
+    for name, event_name, properties in sources:
+        assert "ReportBatchItemFailures" in properties.get("FunctionResponseTypes", []), f"{name}.{event_name}"
