@@ -9,8 +9,10 @@ from chalicelib.http import cors_headers, in_error_shape
 from chalicelib.observability import flush, logger
 from chalicelib.settings import get_settings
 from functions.admin import admin
+from functions.arrivals import arrivals
 from functions.bus import bus
 from functions.definitions_api import definitions
+from functions.delivery import delivery
 from functions.tracking import tracking
 
 app = Chalice(app_name="nudge")
@@ -31,16 +33,9 @@ def http_boundary(event, get_response):
     return response
 
 
-@app.middleware("all")
-def publish_metrics(event, get_response):
-    """Publish the metrics of every non-HTTP invocation (bus, queues, schedules)."""
-    try:
-        return get_response(event)
-    finally:
-        flush()
-
-
 app.register_blueprint(tracking)
 app.register_blueprint(admin)
 app.register_blueprint(bus)
+app.register_blueprint(arrivals)
+app.register_blueprint(delivery)
 app.register_blueprint(definitions)

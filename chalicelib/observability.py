@@ -2,9 +2,15 @@
 
 Powertools Logger writes structured JSON with the correlation id of the call;
 Metrics writes CloudWatch Embedded Metric Format, flushed after every
-invocation by the middleware in app.py.
+invocation: by the HTTP middleware in app.py for the API, and by
+:func:`event_handler` for the other handlers, because Lambda imports those from
+their own module (Handler ``functions.bus.on_bus_event``) and never loads
+app.py's middleware.
 """
 from __future__ import annotations
+
+from functools import wraps
+from typing import Any, Callable, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -23,3 +29,19 @@ def flush() -> None:
     """Publish what was counted during this invocation, if anything."""
     if metrics.metric_set:
         metrics.flush_metrics()
+
+
+_H = TypeVar("_H", bound=Callable[..., Any])
+
+
+def event_handler(handler: _H) -> _H:
+    """Publish the metrics of one non-HTTP invocation, whatever its outcome."""
+
+    @wraps(handler)
+    def wrapper(event: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return handler(event, *args, **kwargs)
+        finally:
+            flush()
+
+    return wrapper  # type: ignore[return-value]

@@ -15,7 +15,7 @@ from chalice.app import DynamoDBEvent
 from chalicelib import dependencies
 from chalicelib.arrivals import on_arrival
 from chalicelib.dynamodb import event_from_json
-from chalicelib.observability import count
+from chalicelib.observability import count, event_handler
 
 arrivals = Blueprint(__name__)
 
@@ -43,6 +43,7 @@ def _record_handler(record: Any) -> None:
 
 @arrivals.on_dynamodb_record(stream_arn=STREAM_PLACEHOLDER, batch_size=100,
                              starting_position="TRIM_HORIZON", name="on_event_logged")
+@event_handler
 def on_event_logged(event: DynamoDBEvent) -> dict[str, Any]:
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 

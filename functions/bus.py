@@ -17,7 +17,7 @@ from chalicelib import dependencies
 from chalicelib.clock import utcnow
 from chalicelib.errors import InvalidInput
 from chalicelib.ingest import ingest
-from chalicelib.observability import count, logger
+from chalicelib.observability import count, event_handler, logger
 from chalicelib.segment import CALL_TYPES, parse_batch, parse_call, parse_time
 from chalicelib.settings import get_settings
 
@@ -27,6 +27,7 @@ BUS_PATTERN: dict[str, Any] = {"detail-type": [*CALL_TYPES, "batch"]}
 
 
 @bus.on_cw_event(BUS_PATTERN, name="on_bus_event")
+@event_handler
 def on_bus_event(event: CloudWatchEvent) -> dict[str, int]:
     settings = get_settings()
     detail = dict(event.detail or {})

@@ -21,14 +21,16 @@ from chalicelib.clock import utcnow
 from chalicelib.deliver import deliver
 from chalicelib.errors import SendRetryable
 from chalicelib.evaluate import Decision
-from chalicelib.observability import count, logger
+from chalicelib.observability import count, event_handler, logger
 from chalicelib.settings import get_settings
 
 delivery = Blueprint(__name__)
 
 BASE_BACKOFF_SECONDS = 10
 MAX_BACKOFF_SECONDS = 900
-SEND_QUEUE_NAME = "nudge-send"  # bound to the real queue by infra/template.yaml
+# Chalice needs a queue when it packages; infra/template.yaml binds the
+# function to the real one (Fn::GetAtt SendQueue.Arn).
+SEND_QUEUE_PLACEHOLDER = "arn:aws:sqs:us-east-1:000000000000:nudge-send-bound-by-infra"
 
 
 def _back_off(record: Any) -> None:
@@ -60,7 +62,8 @@ def _record_handler(record: Any) -> None:
     logger.info("delivered", extra={"key": outcome.key, "status": outcome.status, "channel": outcome.channel})
 
 
-@delivery.on_sqs_message(queue=SEND_QUEUE_NAME, batch_size=10, name="on_send")
+@delivery.on_sqs_message(queue_arn=SEND_QUEUE_PLACEHOLDER, batch_size=10, name="on_send")
+@event_handler
 def on_send(event: SQSEvent) -> dict[str, Any]:
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 

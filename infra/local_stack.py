@@ -54,6 +54,8 @@ class Options:
     stack_name: str = STACK_NAME
     verbose: bool = False
     examples: bool = True
+    #: Domains whose addresses may send email from the emulator's SES.
+    sender_domains: tuple[str, ...] = ("example.com",)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Options:
@@ -64,6 +66,8 @@ class Options:
             admin_token=env.get("NUDGE_ADMIN_TOKEN") or DEFAULT_ADMIN_TOKEN,
             verbose=(env.get("NUDGE_LOCAL_VERBOSE") or "") not in ("", "0", "false"),
             examples=(env.get("NUDGE_LOCAL_EXAMPLES") or "1") not in ("0", "false"),
+            sender_domains=tuple(d.strip() for d in (env.get("NUDGE_LOCAL_SENDER_DOMAINS") or "example.com").split(",")
+                                 if d.strip()),
         )
 
 
@@ -98,6 +102,20 @@ def ensure_port_free(port: int) -> None:
             probe.bind((HOST, port))
         except OSError as exc:
             raise OSError(exc.errno, f"{HOST}:{port} is already in use ({exc.strerror})") from exc
+
+
+def verify_senders(domains: tuple[str, ...], configuration_set: str) -> None:
+    """What an operator does once in SES: verify the sending domains, and make
+    the configuration set (the emulator's CloudFormation cannot)."""
+    from chalicelib.aws_clients import client
+
+    for domain in domains:
+        client("ses").verify_domain_identity(Domain=domain)
+    if configuration_set:
+        try:
+            client("sesv2").create_configuration_set(ConfigurationSetName=configuration_set)
+        except client("sesv2").exceptions.AlreadyExistsException:
+            pass
 
 
 class LocalStack:
@@ -182,6 +200,7 @@ class LocalStack:
         keys = DynamoKeyStore(get_settings())
         keys.add(self.options.write_key, auth.WRITE, "local write key")
         keys.add(self.options.admin_token, auth.ADMIN, "local admin token")
+        verify_senders(self.options.sender_domains, get_settings().ses_configuration_set)
 
     def _start_event_sources(self, app: Any, config: Any) -> None:
         import boto3

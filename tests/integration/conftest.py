@@ -14,7 +14,9 @@ from moto import mock_aws
 from chalicelib import auth, dependencies
 from chalicelib.dynamodb import DynamoKeyStore
 from chalicelib.settings import get_settings
+from chalicelib.aws_clients import forget_clients
 from infra import template
+from infra.local_stack import verify_senders
 
 WRITE_KEY = "test-write-key"
 ADMIN_TOKEN = "test-admin-token"
@@ -30,6 +32,8 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
             monkeypatch.setenv(name, value)
         dependencies.override()
         auth.forget_cached_keys()
+        forget_clients()
+        verify_senders(("example.com",), get_settings().ses_configuration_set)
         keys = DynamoKeyStore(get_settings())
         keys.add(WRITE_KEY, auth.WRITE, "tests")
         keys.add(ADMIN_TOKEN, auth.ADMIN, "tests")

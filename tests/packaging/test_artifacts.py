@@ -236,12 +236,6 @@ def test_the_bus_handler_runs_from_the_artifacts(merged_template: dict[str, Any]
     assert report["result"] == {"accepted": 0, "duplicates": 0}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Lambda imports only the module its Handler names (functions.bus.on_bus_event), so app.py never "
-    "runs there: the blueprint is not registered and app.py's 'all' middleware (publish_metrics, which "
-    "flushes the metrics) is not attached. The bus function's counts are never published. Fix in "
-    "functions/ or app.py (e.g. flush in the handler, or register it on the app so its Handler is "
-    "app.on_bus_event); then drop this marker."))
 def test_the_bus_handler_publishes_its_metrics_in_lambda(merged_template: dict[str, Any],
                                                          unpacked: tuple[Path, Path]) -> None:
     report = lambda_python(unpacked, _INVOKE, _bus_handler(merged_template), json.dumps(_unparseable_bus_event()))
