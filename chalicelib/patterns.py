@@ -31,7 +31,9 @@ runs:
 Where the event-ruler library and this module part ways, deliberately:
 equals-ignore-case uses Unicode case folding (``str.casefold``); event
 numbers are compared exactly rather than at six decimals; when ``$or`` puts
-two conditions on the same path they must both hold (AWS keeps the last one).
+two conditions on the same path they must both hold (event-ruler keeps the
+last one); a pattern key containing a dot names one key, not a nested path;
+an exact string that is an IP address matches only that spelling of it.
 
 Complexity: compiling expands ``$or`` into its combinations (as EventBridge
 does) and is linear in the size of that expansion, capped at

@@ -175,6 +175,8 @@ def test_prefix():
 
 def test_prefix_ignoring_case():
     assert fires({"event": {"context": {"locale": [{"prefix": {"equals-ignore-case": "FR-"}}]}}}, order())
+    assert fires({"event": {"event": [{"prefix": {"equals-ignore-case": "order c"}}]}}, order())
+    assert not fires({"event": {"event": [{"prefix": {"equals-ignore-case": "order x"}}]}}, order())
 
 
 def test_suffix():
@@ -184,6 +186,8 @@ def test_suffix():
 
 def test_suffix_ignoring_case():
     assert fires({"profile": {"traits": {"email": [{"suffix": {"equals-ignore-case": "@EXAMPLE.COM"}}]}}}, order())
+    assert fires({"event": {"event": [{"suffix": {"equals-ignore-case": " completed"}}]}}, order())
+    assert not fires({"event": {"event": [{"suffix": {"equals-ignore-case": "completes"}}]}}, order())
 
 
 def test_equals_ignore_case():
@@ -210,6 +214,10 @@ def test_wildcard_pieces_must_appear_in_order_without_overlapping():
     assert fires({"event": {"event": [{"wildcard": "*der*ted"}]}}, order())
     assert not fires({"event": {"event": [{"wildcard": "*ted*der*"}]}}, order())
     assert not fires({"event": {"event": [{"wildcard": "Order*er Completed"}]}}, order())  # "er" reused
+    shipped = order(status="shipped")
+    assert fires({"event": {"properties": {"status": [{"wildcard": "*p*p*"}]}}}, shipped)
+    assert not fires({"event": {"properties": {"status": [{"wildcard": "*p*p*p*"}]}}}, shipped)  # two p's only
+    assert not fires({"event": {"properties": {"status": [{"wildcard": "*d*ed"}]}}}, shipped)  # the d ends "ed"
 
 
 def test_wildcard_backslash_escapes_a_literal_star_or_backslash():
@@ -356,6 +364,15 @@ def test_exists_false_or_a_value():
 def test_cidr_matches_addresses_in_the_block():
     assert fires({"event": {"context": {"ip": [{"cidr": "10.1.0.0/16"}]}}}, order())
     assert not fires({"event": {"context": {"ip": [{"cidr": "10.2.0.0/16"}]}}}, order())
+
+
+@pytest.mark.parametrize(("ip", "inside"), [
+    ("10.1.2.0", True), ("10.1.2.255", True), ("10.1.1.255", False), ("10.1.3.0", False),
+])
+def test_cidr_blocks_include_their_first_and_last_address(ip: str, inside: bool):
+    subject = order()
+    subject["event"]["context"]["ip"] = ip
+    assert fires({"event": {"context": {"ip": [{"cidr": "10.1.2.0/24"}]}}}, subject) is inside
 
 
 def test_cidr_matches_ipv6_and_ignores_what_is_not_an_address():
