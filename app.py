@@ -13,6 +13,7 @@ from functions.arrivals import arrivals
 from functions.bus import bus
 from functions.definitions_api import definitions
 from functions.delivery import delivery
+from functions.schedules import schedules
 from functions.tracking import tracking
 
 app = Chalice(app_name="nudge")
@@ -38,4 +39,5 @@ app.register_blueprint(admin)
 app.register_blueprint(bus)
 app.register_blueprint(arrivals)
 app.register_blueprint(delivery)
+app.register_blueprint(schedules)
 app.register_blueprint(definitions)

@@ -42,7 +42,7 @@ def _evaluation_seconds(other_triggers: int, rounds: int = 2000) -> float:
     from chalicelib.arrivals import on_arrival
     from chalicelib.segment import parse_call
     from chalicelib.triggers import parse_trigger
-    from tests.fakes import MemoryDecisionLog, MemoryProfileStore, MemorySendQueue
+    from tests.fakes import MemoryDecisionLog, MemoryProfileStore, MemorySendQueue, MemoryTimers
 
     def trigger(index: int, event: str) -> Any:
         return parse_trigger({
@@ -56,12 +56,12 @@ def _evaluation_seconds(other_triggers: int, rounds: int = 2000) -> float:
     source = _IndexedTriggers(triggers)
     event = parse_call("track", {"userId": "ana", "event": "Order Completed", "messageId": "o1",
                                  "properties": {"total": 250}}, datetime.now(timezone.utc), 32768)
-    profiles, decisions, queue = MemoryProfileStore(), MemoryDecisionLog(), MemorySendQueue()
+    profiles, decisions, queue, timers = MemoryProfileStore(), MemoryDecisionLog(), MemorySendQueue(), MemoryTimers()
     samples = []
     for _ in range(5):
         start = time.perf_counter()
         for _ in range(rounds):
-            on_arrival([event], profiles=profiles, triggers=source, decisions=decisions, queue=queue)
+            on_arrival([event], profiles=profiles, triggers=source, decisions=decisions, queue=queue, timers=timers)
         samples.append((time.perf_counter() - start) / rounds)
         decisions.evaluations.clear()
         queue.decisions.clear()

@@ -3,14 +3,15 @@
 Runs for every event the events table's stream reports as new (a retried
 ingest writes nothing new, so it triggers nothing). For each event: look up
 the triggers indexed under its name, read the person's profile, evaluate,
-keep the verdicts, and hand the decisions to the send queue.
+keep the verdicts, set the timers of triggers that wait, and hand the
+decisions to the send queue.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 from chalicelib.evaluate import Evaluation, evaluate
-from chalicelib.ports import DecisionLog, ProfileStore, SendQueue, TriggerSource
+from chalicelib.ports import DecisionLog, ProfileStore, SendQueue, TimerStore, TriggerSource
 from chalicelib.profiles import Profile, apply_events, new_profile
 from chalicelib.segment import Event, iso
 
@@ -40,6 +41,7 @@ def on_arrival(
     triggers: TriggerSource,
     decisions: DecisionLog,
     queue: SendQueue,
+    timers: TimerStore,
 ) -> list[Evaluation]:
     evaluations = []
     for event in events:
@@ -53,6 +55,8 @@ def on_arrival(
         profile = profiles.get(profile_id) or new_profile(profile_id)
         evaluation = evaluate(event, snapshot(profile, event), candidates)
         decisions.record(evaluation, iso(event.received_at))
+        for timer in evaluation.timers:
+            timers.put(timer)
         if evaluation.decisions:
             queue.enqueue(evaluation.decisions)
         evaluations.append(evaluation)

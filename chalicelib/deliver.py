@@ -73,9 +73,11 @@ def deliver(
         channel=kind, status="sending", created_at=iso(now()),
     )
     profile = profiles.get(decision.profile_id)
+    if profile is None:
+        # The stream can hand over a new person's first event before the ingest
+        # request has written their profile; the queue retries shortly.
+        raise SendRetryable("the person's profile is not written yet", retry_after=1)
     try:
-        if profile is None:
-            raise Skip("the person's profile no longer exists")
         if kind == "update_profile":
             return _claimed(ledger, record, lambda: _update_profile(profiles, decision.profile_id, params), now)
         if kind == "emit":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from chalicelib.ports import Channels, DecisionLog, EventLog, KeyStore, Ledger, ProfileStore, SendQueue
+from chalicelib.ports import Channels, DecisionLog, EventLog, KeyStore, Ledger, ProfileStore, SendQueue, TimerStore
 from chalicelib.settings import Settings, get_settings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,6 +51,7 @@ _FACTORIES: dict[str, Callable[[Settings], Any]] = {
     "keys": _dynamodb("DynamoKeyStore"),
     "ledger": _dynamodb("DynamoLedger"),
     "decisions": _dynamodb("DynamoDecisionLog"),
+    "timers": _dynamodb("DynamoTimerStore"),
     "send_queue": _send_queue,
     "channels": _channels,
     "definitions": _definitions,
@@ -93,6 +94,10 @@ def send_queue() -> SendQueue:
 
 def channels() -> Channels:
     return _get("channels")
+
+
+def timer_store() -> TimerStore:
+    return _get("timers")
 
 
 def definitions() -> DynamoDefinitions:

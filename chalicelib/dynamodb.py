@@ -15,6 +15,9 @@ Item shapes (see infra/template.yaml for the tables):
 - profiles: ``pk`` = profile id, ``data`` = the profile as JSON, ``version``
   for optimistic locking; link items ``pk`` = ``alias:<anonymousId>``.
 - keys: ``pk`` = SHA-256 of the secret, ``kind`` = write or admin.
+- timers: ``pk`` = ``timers#<shard>`` (the timer id hashed over ``timer_shards``
+  partitions, so no partition is hot), ``sk`` = due time + ``#`` + timer id.
+  The sweep asks each shard for ``sk <= now``: it reads only what is due.
 - deliveries: ``pk`` = profile id; ``sk`` = ``msg#<trigger>#<occurrence>#<action>``
   for the send ledger and message history (``status`` sending, sent, failed,
   skipped), ``dec#<time>#<messageId>`` for why triggers did or did not fire
@@ -80,6 +83,15 @@ class DeliveryItem(Model):
     expires_at = NumberAttribute(null=True)
 
 
+class TimerItem(Model):
+    class Meta:
+        table_name = "unbound"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    data = UnicodeAttribute()
+
+
 class KeyItem(Model):
     class Meta:
         table_name = "unbound"
@@ -97,6 +109,7 @@ def bind(settings: Settings) -> None:
         (ProfileItem, settings.profiles_table),
         (KeyItem, settings.keys_table),
         (DeliveryItem, settings.deliveries_table),
+        (TimerItem, settings.timers_table),
     ):
         if model.Meta.table_name != table or getattr(model.Meta, "region", None) != settings.region:
             model.Meta.table_name = table
@@ -390,3 +403,37 @@ class DynamoDecisionLog:
         items = DeliveryItem.query(profile_id, DeliveryItem.sk.startswith("dec#"), scan_index_forward=False,
                                    limit=limit)
         return [json.loads(item.data) for item in items]
+
+
+class DynamoTimerStore:
+    """TimerStore on the timers table."""
+
+    def __init__(self, settings: Settings) -> None:
+        bind(settings)
+        self._shards = settings.timer_shards
+
+    def _shard(self, timer_id: str) -> str:
+        digest = hashlib.sha256(timer_id.encode()).digest()
+        return f"timers#{int.from_bytes(digest[:4], 'big') % self._shards}"
+
+    @translated
+    def put(self, timer: Any) -> None:
+        TimerItem(self._shard(timer.id), f"{timer.due}#{timer.id}",
+                  data=json.dumps(timer.as_dict(), separators=(",", ":"), ensure_ascii=False)).save()
+
+    @translated
+    def due(self, now: datetime, limit: int) -> list[Any]:
+        from chalicelib.timers import Timer
+
+        bound = f"{iso(now)}#\uffff"
+        found: list[Any] = []
+        for shard in range(self._shards):
+            if len(found) >= limit:
+                break
+            query = TimerItem.query(f"timers#{shard}", TimerItem.sk <= bound, limit=limit - len(found))
+            found.extend(Timer.from_dict(json.loads(item.data)) for item in query)
+        return found
+
+    @translated
+    def delete(self, timer: Any) -> None:
+        TimerItem(self._shard(timer.id), f"{timer.due}#{timer.id}").delete()

@@ -43,7 +43,12 @@ class StorageUnavailable(Exception):
 
 class SendRetryable(Exception):
     """A channel refused for now (throttling, a 5xx, a timeout before sending).
-    The message was not sent; delivery is retried."""
+    The message was not sent; delivery is retried, first after ``retry_after``
+    seconds when the cause says how long is enough."""
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class SendRejected(Exception):

@@ -79,6 +79,8 @@ class Evaluation:
     profile_id: str
     verdicts: tuple[Verdict, ...]
     decisions: tuple[Decision, ...]
+    #: Waits started by this event (chalicelib.timers.Timer), carried out when due.
+    timers: tuple[Any, ...] = ()
 
 
 def match_input(event: Event, profile: Profile) -> dict[str, Any]:
@@ -92,13 +94,21 @@ def evaluate(event: Event, profile: Profile, triggers: Sequence[Trigger]) -> Eva
     ``triggers`` are those indexed under the event's name; the cost of an event
     does not depend on how many other triggers exist.
     """
+    from chalicelib.timers import timer_for
+
     subject = match_input(event, profile)
     verdicts: list[Verdict] = []
     decisions: list[Decision] = []
+    timers = []
     for trigger in sorted(triggers, key=lambda t: t.id):
         verdict = _verdict(trigger, event, subject)
+        if verdict.matched and trigger.wait is not None:
+            timer = timer_for(trigger, event, profile.profile_id)
+            timers.append(timer)
+            unless = f" unless {', '.join(trigger.unless)} happens first" if trigger.unless else ""
+            verdict = Verdict(trigger.id, True, f"matched; acts at {timer.due}{unless}")
         verdicts.append(verdict)
-        if verdict.matched:
+        if verdict.matched and trigger.wait is None:
             decisions.extend(
                 Decision(
                     profile_id=profile.profile_id,
@@ -111,7 +121,7 @@ def evaluate(event: Event, profile: Profile, triggers: Sequence[Trigger]) -> Eva
                 )
                 for action in trigger.actions
             )
-    return Evaluation(subject["event"], profile.profile_id, tuple(verdicts), tuple(decisions))
+    return Evaluation(subject["event"], profile.profile_id, tuple(verdicts), tuple(decisions), tuple(timers))
 
 
 def _verdict(trigger: Trigger, event: Event, subject: Mapping[str, Any]) -> Verdict:

@@ -138,3 +138,14 @@ class TemplateSource(Protocol):
 class TriggerSource(Protocol):
     def triggers_for(self, event_key: str) -> list[Any]:
         """The enabled and disabled triggers indexed under this event name."""
+
+
+class TimerStore(Protocol):
+    def put(self, timer: Any) -> None:
+        """Set a timer (one write; setting the same timer again changes nothing)."""
+
+    def due(self, now: Any, limit: int) -> list[Any]:
+        """Timers due at ``now`` or before, at most ``limit``, by indexed queries (never a scan)."""
+
+    def delete(self, timer: Any) -> None:
+        """Clear a timer that has fired (one write)."""

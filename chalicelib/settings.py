@@ -18,6 +18,7 @@ TABLE_VARIABLES = {
     "NUDGE_PROFILES_TABLE": "profiles and identity links",
     "NUDGE_KEYS_TABLE": "hashed write keys and admin tokens",
     "NUDGE_DELIVERIES_TABLE": "send ledger, message history and trigger decisions",
+    "NUDGE_TIMERS_TABLE": "waiting triggers, by due time",
     "NUDGE_DEFINITIONS_TABLE": "trigger and template definitions, with every version",
 }
 
@@ -31,6 +32,10 @@ class Settings:
     keys_table: str
     event_bus: str
     deliveries_table: str
+    timers_table: str
+    #: Partitions timers are spread over. Raise it for more than ~1,000 timer
+    #: writes a second; never lower it (timers in the dropped shards would not fire).
+    timer_shards: int
     send_queue_url: str
     alerts_topic_arn: str
     ses_configuration_set: str
@@ -58,6 +63,8 @@ def get_settings() -> Settings:
         keys_table=env.get("NUDGE_KEYS_TABLE", "nudge-local-keys"),
         event_bus=env.get("NUDGE_EVENT_BUS", "nudge"),
         deliveries_table=env.get("NUDGE_DELIVERIES_TABLE", "nudge-local-deliveries"),
+        timers_table=env.get("NUDGE_TIMERS_TABLE", "nudge-local-timers"),
+        timer_shards=int(env.get("NUDGE_TIMER_SHARDS", 8)),
         send_queue_url=env.get("NUDGE_SEND_QUEUE_URL", ""),
         alerts_topic_arn=env.get("NUDGE_ALERTS_TOPIC_ARN", ""),
         ses_configuration_set=env.get("NUDGE_SES_CONFIGURATION_SET", ""),

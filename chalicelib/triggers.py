@@ -15,6 +15,13 @@ shape in JSON to the admin API::
       - email: {template: order-confirmation, from: "Shop <orders@example.com>"}
     enabled: true                    # optional
 
+A trigger may wait before it acts, and be called off by what the person does
+meanwhile (the abandoned cart)::
+
+    when: {event: Product Added}
+    wait: 1h                         # see chalicelib.durations
+    unless: {event: Order Completed} # or a list of them; {type: page} for calls
+
 ``parse_trigger`` checks every rule and reports all problems at once, each
 with its field and reason. Pure: no AWS, no I/O; Liquid is loaded only to
 check inline texts. Evaluation lives in ``chalicelib.evaluate``.
@@ -29,6 +36,7 @@ import copy
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any, Callable, Collection, Mapping
 from urllib.parse import urlsplit
@@ -53,7 +61,7 @@ TEMPLATE_CHANNEL = {"email": "email", "sms": "sms", "alert": "alert", "webhook":
 MAX_ACTIONS = 10
 MAX_WEBHOOK_TIMEOUT = 10
 MAX_EVENT_NAME = 200
-_TOP_KEYS = ("id", "description", "category", "when", "then", "enabled")
+_TOP_KEYS = ("id", "description", "category", "when", "then", "enabled", "wait", "unless")
 _WHEN_KEYS = ("event", "type", "match")
 _MATCH_ROOTS = ("event", "profile")
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -93,6 +101,10 @@ class Trigger:
     version: int = 0
     #: The definition as written (YAML or JSON shape), for storage and display.
     source: Mapping[str, Any] = field(default_factory=dict)
+    #: How long to wait after the event before acting (None: act at once).
+    wait: timedelta | None = None
+    #: Event keys that call a waiting trigger off when they happen during the wait.
+    unless: tuple[str, ...] = ()
 
     @property
     def call_type(self) -> str:
@@ -161,12 +173,14 @@ def parse_trigger(
 
     event_key, match, match_source = checker.when(doc.get("when"))
     actions = checker.then(doc.get("then"), own_event=event_key if event_key not in CALL_TYPES else None)
+    wait = checker.wait(doc.get("wait"))
+    unless = checker.unless(doc.get("unless"), has_wait=wait is not None, event_key=event_key)
     if checker.problems:
         raise InvalidDefinition(checker.problems, origin)
     return Trigger(
         id=trigger_id, description=description.strip(), category=category, event_key=event_key, match=match,
         match_source=match_source, actions=actions, enabled=enabled, version=version,
-        source=json.loads(json.dumps(doc)),
+        source=json.loads(json.dumps(doc)), wait=wait, unless=unless,
     )
 
 
@@ -200,6 +214,45 @@ class _Checker:
         elif not (value is None or isinstance(value, (str, bool, int, float))):
             self.problem(path or "(document)", f"must be a JSON value, not a {type(value).__name__} "
                                                "(quote dates and times)")
+
+    # --- wait and unless ---------------------------------------------------------------------
+
+    def wait(self, raw: Any) -> timedelta | None:
+        if raw is None:
+            return None
+        from chalicelib.durations import parse_duration
+
+        if not isinstance(raw, str):
+            self.problem("wait", "must be a duration such as 30m, 1h, 3d or P1W")
+            return None
+        try:
+            return parse_duration(raw)
+        except ValueError as exc:
+            self.problem("wait", str(exc))
+            return None
+
+    def unless(self, raw: Any, *, has_wait: bool, event_key: str) -> tuple[str, ...]:
+        if raw is None:
+            return ()
+        if not has_wait:
+            self.problem("unless", "needs a wait: it calls off a waiting trigger when the event happens meanwhile")
+        items = raw if isinstance(raw, list) else [raw]
+        keys: list[str] = []
+        for index, item in enumerate(items):
+            path = f"unless[{index}]" if isinstance(raw, list) else "unless"
+            if not isinstance(item, Mapping) or len(item) != 1 or not ({"event", "type"} & set(item)):
+                self.problem(path, "must be {event: <track event name>} or {type: page|screen|identify|group|alias}")
+                continue
+            value = item.get("event", item.get("type"))
+            if "type" in item and value not in CALL_TYPES:
+                self.problem(f"{path}.type", f"must be one of {', '.join(CALL_TYPES)}")
+            elif not isinstance(value, str) or not value.strip() or len(value) > MAX_EVENT_NAME:
+                self.problem(f"{path}.event", f"must be a track event's name (1-{MAX_EVENT_NAME} characters)")
+            elif value == event_key:
+                self.problem(path, "cannot be the trigger's own event (a newer one already restarts the wait)")
+            else:
+                keys.append(value)
+        return tuple(keys)
 
     # --- when -------------------------------------------------------------------------------
 

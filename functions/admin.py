@@ -10,10 +10,10 @@ from chalice import Blueprint, Response
 from chalicelib import auth, dependencies
 from chalicelib.clock import utcnow
 from chalicelib.errors import FieldProblem, InvalidInput
-from chalicelib.http import NotFound, answers_errors, json_response
+from chalicelib.http import NotFound, answers_errors, error, json_response
 from chalicelib.messages import shown
 from chalicelib.profiles import Profile
-from chalicelib.segment import parse_body
+from chalicelib.segment import iso, parse_body
 from chalicelib.settings import get_settings
 
 admin = Blueprint(__name__)
@@ -101,3 +101,31 @@ def test_event_pattern() -> Response:
         raise InvalidInput([FieldProblem("EventPattern", str(exc))]) from exc
     except ValueError as exc:
         raise InvalidInput([FieldProblem("Event", f"must be a JSON object ({exc})")]) from exc
+
+
+@admin.route("/v1/clock", methods=["GET", "POST"])
+@answers_errors(_CHALLENGE)
+def clock() -> Response:
+    """Local stage only: read the engine's clock, or move it forward and fire
+    everything that falls due (``{"advance": "3d"}``)."""
+    from chalicelib import clock as engine_clock
+    from chalicelib.durations import format_duration, parse_duration
+    from functions.schedules import run_sweep
+
+    request = admin.current_request
+    settings = get_settings()
+    auth.require(auth.ADMIN, auth.bearer_token(request.headers), dependencies.key_store(),
+                 settings.key_cache_seconds)
+    if settings.stage != "local":
+        return error(403, "forbidden", "time travel exists only in the local stage",
+                     [FieldProblem("stage", f"is {settings.stage!r}; the clock can move only in 'local'")])
+    swept = None
+    if request.method == "POST":
+        body = parse_body(request.raw_body, settings.max_event_bytes)
+        try:
+            engine_clock.advance(parse_duration(str(body.get("advance", ""))))
+        except ValueError as exc:
+            raise InvalidInput([FieldProblem("advance", f"must be a duration such as 1h or 3d ({exc})")]) from exc
+        swept = run_sweep().as_dict()
+    return json_response({"now": iso(engine_clock.utcnow()), "offset": format_duration(engine_clock.offset())
+                          if engine_clock.offset() else "0s", "swept": swept})

@@ -37,6 +37,7 @@ def _record_handler(record: Any) -> None:
         triggers=dependencies.definitions(),
         decisions=dependencies.decision_log(),
         queue=dependencies.send_queue(),
+        timers=dependencies.timer_store(),
     )
     count("DecisionsMade", sum(len(e.decisions) for e in evaluations))
 

@@ -5,7 +5,8 @@ Records are processed one by one and failures reported per record
 (ReportBatchItemFailures), so one throttled send does not redeliver the
 batch. A retryable failure also pushes the message's next attempt back
 exponentially (10 s, 20 s, 40 s ... capped at 15 minutes) before it is
-reported; after the queue's maxReceiveCount it lands in the dead-letter queue.
+reported (sooner when the cause says so: a profile not yet written is retried
+after 1 s); after the queue's maxReceiveCount it lands in the dead-letter queue.
 """
 from __future__ import annotations
 
@@ -33,9 +34,9 @@ MAX_BACKOFF_SECONDS = 900
 SEND_QUEUE_PLACEHOLDER = "arn:aws:sqs:us-east-1:000000000000:nudge-send-bound-by-infra"
 
 
-def _back_off(record: Any) -> None:
+def _back_off(record: Any, first_delay: int | None) -> None:
     attempts = int(record.attributes.approximate_receive_count or 1)
-    delay = min(MAX_BACKOFF_SECONDS, BASE_BACKOFF_SECONDS * 2 ** (attempts - 1))
+    delay = min(MAX_BACKOFF_SECONDS, (first_delay or BASE_BACKOFF_SECONDS) * 2 ** (attempts - 1))
     try:
         client("sqs").change_message_visibility(QueueUrl=get_settings().send_queue_url,
                                                 ReceiptHandle=record.receipt_handle, VisibilityTimeout=delay)
@@ -54,9 +55,9 @@ def _record_handler(record: Any) -> None:
             channels=dependencies.channels(),
             now=utcnow,
         )
-    except SendRetryable:
+    except SendRetryable as retry:
         count("SendsRetried")
-        _back_off(record)
+        _back_off(record, retry.retry_after)
         raise
     count(f"Messages{outcome.status.capitalize()}")
     logger.info("delivered", extra={"key": outcome.key, "status": outcome.status, "channel": outcome.channel})

@@ -149,6 +149,9 @@ class MemoryDefinitions:
         self.lookups += 1
         return [t for t in self.triggers if t.event_key == event_key]
 
+    def get_trigger(self, trigger_id):
+        return next((t for t in self.triggers if t.id == trigger_id), None)
+
     def get_template(self, template_id):
         return self.templates.get(template_id)
 
@@ -170,3 +173,22 @@ class MemoryDecisionLog:
 
     def decisions(self, profile_id, limit):
         return [e for _, e in self.evaluations if e.profile_id == profile_id][:limit]
+
+
+class MemoryTimers:
+    def __init__(self) -> None:
+        self.items: dict[str, "Timer"] = {}
+        self.writes = 0
+
+    def put(self, timer) -> None:
+        self.writes += 1
+        self.items[timer.id] = timer
+
+    def due(self, now, limit):
+        from chalicelib.segment import iso
+
+        return sorted((t for t in self.items.values() if t.due <= iso(now)), key=lambda t: t.due)[:limit]
+
+    def delete(self, timer) -> None:
+        self.writes += 1
+        self.items.pop(timer.id, None)

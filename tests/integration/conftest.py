@@ -11,7 +11,7 @@ import pytest
 from chalice.test import Client
 from moto import mock_aws
 
-from chalicelib import auth, dependencies
+from chalicelib import auth, clock, dependencies
 from chalicelib.dynamodb import DynamoKeyStore
 from chalicelib.settings import get_settings
 from chalicelib.aws_clients import forget_clients
@@ -40,6 +40,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
         yield env
         dependencies.override()
         auth.forget_cached_keys()
+        clock.reset()
 
 
 @pytest.fixture

@@ -100,7 +100,8 @@ def run_flows(client: Client, recorder: Recorder, template: dict[str, Any]) -> N
     # On arrival and delivery: the pricing-page trigger alerts sales and raises the lead score,
     # the order trigger sends email; the first send is throttled, so its claim is released.
     for kind, name in (("templates", "pricing-page-alert"), ("triggers", "pricing-page-alert"),
-                       ("templates", "order-confirmation"), ("triggers", "order-confirmation")):
+                       ("templates", "order-confirmation"), ("triggers", "order-confirmation"),
+                       ("templates", "abandoned-cart"), ("triggers", "abandoned-cart")):
         definition = yaml.safe_load((ROOT / kind / f"{name}.yaml").read_text())
         ok(client.http.put(f"/v1/{kind}/{name}", headers={**admin_headers(), "Content-Type": "application/json"},
                            body=json.dumps(definition)))
@@ -112,8 +113,22 @@ def run_flows(client: Client, recorder: Recorder, template: dict[str, Any]) -> N
         ok(client.http.get("/v1/profiles/u1/decisions", headers=admin_headers()))
     pipeline = Pipeline(client, stack_env(), invoking=lambda name: recorder.running(function_id(template, name)))
     throttle_first_email()
+    ok(post(client, "/v1/track", {"userId": "u1", "event": "Product Added", "properties": {"name": "Boots"}}))
     pipeline.run()
     assert pipeline.failures, "the throttled send was not retried"
+    # An hour later the schedule sweeps the cart reminder's timer.
+    from datetime import timedelta
+
+    from chalicelib import clock
+
+    clock.advance(timedelta(hours=2))
+    try:
+        tick = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
+                                               resources=[])
+        with recorder.running(function_id(template, "sweep_timers")):
+            assert client.lambda_.invoke("sweep_timers", tick).payload["acted"] >= 1
+    finally:
+        clock.reset()
     with recorder.running(bus):
         for detail_type, detail in (
             ("page", {"anonymousId": "a2", "name": "Home", "messageId": "bp1"}),

@@ -1,5 +1,6 @@
 """Carrying out decisions: each message reaches the person once, or is
 recorded with the reason it could not."""
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
@@ -172,3 +173,12 @@ def test_emitted_events_count_their_hops():
     detail = world.channels.sent[0][1]["detail"]
     assert detail["event"] == "Lead Qualified" and detail["userId"] == "ana"
     assert detail["context"]["nudge"]["hops"] == 1
+
+
+def test_a_decision_that_outruns_the_profile_write_is_retried_not_skipped():
+    world = World({"email": "ana@example.com", "name": "Ana"})
+    [decision] = world.decisions(trigger(EMAIL), ASSET)
+    early = replace(decision, profile_id="user:not-yet-written")
+    with pytest.raises(SendRetryable):
+        world.deliver(early)
+    assert world.ledger.records == {}

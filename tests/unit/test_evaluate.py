@@ -6,7 +6,7 @@ from chalicelib.evaluate import evaluate
 from chalicelib.profiles import new_profile
 from chalicelib.segment import parse_call
 from chalicelib.triggers import parse_trigger
-from tests.fakes import MemoryDecisionLog, MemoryDefinitions, MemoryProfileStore, MemorySendQueue
+from tests.fakes import MemoryDecisionLog, MemoryDefinitions, MemoryProfileStore, MemorySendQueue, MemoryTimers
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc)
 
@@ -53,7 +53,7 @@ def test_arrival_records_verdicts_and_queues_decisions_for_the_linked_person():
     profiles.link("device-1", "ana")
     definitions = MemoryDefinitions(triggers=[trig("pricing", {"type": "page"})])
     page = parse_call("page", {"anonymousId": "device-1", "name": "Pricing"}, NOW, 32768)
-    on_arrival([page], profiles=profiles, triggers=definitions, decisions=log, queue=queue)
+    on_arrival([page], profiles=profiles, triggers=definitions, decisions=log, queue=queue, timers=MemoryTimers())
     assert [d.profile_id for d in queue.decisions] == ["user:ana"]
     assert log.evaluations[0][1].verdicts[0].matched
 
@@ -61,7 +61,8 @@ def test_arrival_records_verdicts_and_queues_decisions_for_the_linked_person():
 def test_events_no_trigger_listens_for_cost_one_lookup_and_record_nothing():
     profiles, log, queue = MemoryProfileStore(), MemoryDecisionLog(), MemorySendQueue()
     definitions = MemoryDefinitions(triggers=[trig("pricing", {"type": "page"})])
-    on_arrival([order(5)], profiles=profiles, triggers=definitions, decisions=log, queue=queue)
+    on_arrival([order(5)], profiles=profiles, triggers=definitions, decisions=log, queue=queue,
+               timers=MemoryTimers())
     assert definitions.lookups == 1 and log.evaluations == [] and queue.decisions == []
 
 
@@ -69,5 +70,6 @@ def test_chains_of_emitted_events_stop():
     profiles, log, queue = MemoryProfileStore(), MemoryDecisionLog(), MemorySendQueue()
     definitions = MemoryDefinitions(triggers=[trig("loop", {"event": "Order Completed"})])
     looping = order(5, context={"nudge": {"hops": MAX_HOPS}})
-    on_arrival([looping], profiles=profiles, triggers=definitions, decisions=log, queue=queue)
+    on_arrival([looping], profiles=profiles, triggers=definitions, decisions=log, queue=queue,
+               timers=MemoryTimers())
     assert queue.decisions == []

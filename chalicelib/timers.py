@@ -1,0 +1,97 @@
+"""Timers: a trigger that waits, and what happens when its wait is over.
+
+Pure. ``timer_for`` turns a matched event into a Timer due at the event's time
+plus the trigger's wait; ``fire`` decides, when it is due, whether the trigger
+still acts:
+
+- a newer event of the trigger's own kind restarted the wait (abandoned cart:
+  each "Product Added" moves the reminder to an hour after the last one), so
+  this timer is superseded;
+- an ``unless`` event happened since the wait began: called off;
+- the trigger was deleted or disabled meanwhile, or the person erased: dropped.
+
+Otherwise it returns the trigger's actions as decisions, keyed like any other
+decision (trigger, event, action), so a timer fired twice still sends once.
+The profile's per-event ``last`` times are all ``fire`` needs: calling a wait
+off costs no write when the cancelling event arrives.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Mapping
+
+from chalicelib.evaluate import Decision
+from chalicelib.profiles import Profile
+from chalicelib.segment import Event, iso
+from chalicelib.triggers import Trigger
+
+
+@dataclass(frozen=True)
+class Timer:
+    profile_id: str
+    trigger_id: str
+    #: The messageId of the event that started the wait.
+    occurrence: str
+    #: When the wait began (the event's time) and ends, as segment.iso() text.
+    started: str
+    due: str
+    event: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.profile_id}#{self.trigger_id}#{self.occurrence}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"profileId": self.profile_id, "trigger": self.trigger_id, "occurrence": self.occurrence,
+                "started": self.started, "due": self.due, "event": dict(self.event)}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> "Timer":
+        return cls(profile_id=raw["profileId"], trigger_id=raw["trigger"], occurrence=raw["occurrence"],
+                   started=raw["started"], due=raw["due"], event=raw.get("event", {}))
+
+
+@dataclass(frozen=True)
+class Firing:
+    """What a due timer came to: decisions to carry out, or why there are none."""
+
+    decisions: tuple[Decision, ...]
+    reason: str
+
+    @property
+    def acted(self) -> bool:
+        return bool(self.decisions)
+
+
+def timer_for(trigger: Trigger, event: Event, profile_id: str) -> Timer:
+    assert trigger.wait is not None
+    return Timer(profile_id=profile_id, trigger_id=trigger.id, occurrence=event.message_id,
+                 started=iso(event.timestamp), due=iso(event.timestamp + trigger.wait), event=event.as_dict())
+
+
+def fire(timer: Timer, trigger: Trigger | None, profile: Profile | None) -> Firing:
+    """Decide what a due timer does (see the module docstring)."""
+    if trigger is None:
+        return Firing((), "the trigger was deleted during the wait")
+    if not trigger.enabled:
+        return Firing((), "the trigger was disabled during the wait")
+    if profile is None:
+        return Firing((), "the person's profile no longer exists")
+    own = profile.counters.get(trigger.event_key)
+    if own is not None and own.last > timer.started:
+        return Firing((), f"a newer {trigger.event_key!r} restarted the wait")
+    for key in trigger.unless:
+        seen = profile.counters.get(key)
+        if seen is not None and seen.last > timer.started:
+            return Firing((), f"called off: {key!r} happened at {seen.last}")
+    decisions = tuple(
+        Decision(profile_id=profile.profile_id, trigger_id=trigger.id, trigger_version=trigger.version,
+                 category=trigger.category, occurrence=timer.occurrence, action=action, event=timer.event)
+        for action in trigger.actions
+    )
+    return Firing(decisions, "the wait is over")
+
+
+def is_due(timer: Timer, now: datetime) -> bool:
+    return timer.due <= iso(now)

@@ -1,0 +1,92 @@
+"""Triggers that wait, with the local stage's time travel: the abandoned cart."""
+import json
+from datetime import timedelta
+
+import pytest
+
+from tests.integration.conftest import admin_headers, get_json, post
+from tests.integration.test_pipeline import messages, pipeline  # noqa: F401 (fixture)
+
+
+def advance(client, by):
+    response = client.http.post("/v1/clock", headers={**admin_headers(), "Content-Type": "application/json"},
+                                body=json.dumps({"advance": by}))
+    assert response.status_code == 200, response.body
+    return json.loads(response.body)
+
+
+def shopper(client, user_id):
+    post(client, "/v1/identify", {"userId": user_id, "traits": {"email": f"{user_id}@example.org",
+                                                                "firstName": "Cy"}})
+    post(client, "/v1/track", {"userId": user_id, "event": "Product Added", "messageId": f"{user_id}-add",
+                               "properties": {"name": "Trail Boots", "price": 120}})
+
+
+def test_a_cart_left_for_an_hour_gets_one_reminder(client, pipeline):  # noqa: F811
+    shopper(client, "cart1")
+    pipeline.run()
+    assert messages(client, "cart1") == []  # nothing before the hour is up
+    assert advance(client, "59m")["swept"]["acted"] == 0
+    swept = advance(client, "2m")["swept"]
+    assert swept["acted"] == 1
+    pipeline.run()
+    [message] = messages(client, "cart1")
+    assert message["status"] == "sent" and "Trail Boots" in message["subject"]
+    assert advance(client, "1h")["swept"]["due"] == 0  # fired once, cleared
+
+
+def test_an_order_within_the_hour_means_no_reminder(client, pipeline):  # noqa: F811
+    shopper(client, "cart2")
+    pipeline.run()
+    advance(client, "20m")
+    post(client, "/v1/track", {"userId": "cart2", "event": "Order Completed", "properties": {"order_id": "1"}})
+    pipeline.run()
+    swept = advance(client, "1h")["swept"]
+    assert (swept["due"], swept["acted"]) == (1, 0)
+    pipeline.run()
+    assert [m["trigger"] for m in messages(client, "cart2")] == ["order-confirmation"]
+    status, body = get_json(client, "/v1/profiles/cart2/decisions")
+    assert any("called off: 'Order Completed'" in t["reason"] for d in body["decisions"] for t in d["triggers"])
+
+
+def test_the_scheduled_sweep_reads_by_query_and_never_scans(client, pipeline, monkeypatch):  # noqa: F811
+    import botocore.client
+
+    from chalicelib import clock
+
+    shopper(client, "cart3")
+    pipeline.run()
+    calls = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def recording(api, operation, params):
+        calls.append(operation)
+        return original(api, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
+    clock.advance(timedelta(hours=2))
+    tick = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
+                                           resources=[])
+    result = client.lambda_.invoke("sweep_timers", tick).payload
+    assert result["due"] >= 1 and result["acted"] >= 1
+    assert "Query" in calls and "Scan" not in calls
+
+
+def test_time_travel_is_refused_outside_the_local_stage(stack):
+    from chalice.test import Client
+
+    from app import app
+
+    with Client(app, stage_name="prod") as prod:
+        response = prod.http.post("/v1/clock", headers={**admin_headers(), "Content-Type": "application/json"},
+                                  body=json.dumps({"advance": "1d"}))
+        assert response.status_code == 403
+        assert json.loads(response.body)["error"]["problems"][0]["field"] == "stage"
+
+
+@pytest.mark.parametrize("body", [{"advance": "soon"}, {"advance": "-1h"}, {}])
+def test_bad_durations_name_the_field(client, body):
+    response = client.http.post("/v1/clock", headers={**admin_headers(), "Content-Type": "application/json"},
+                                body=json.dumps(body))
+    assert response.status_code == 400
+    assert json.loads(response.body)["error"]["problems"][0]["field"] == "advance"
