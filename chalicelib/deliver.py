@@ -26,9 +26,10 @@ from typing import Any, Callable, Mapping
 from chalicelib import webhook_signature
 from chalicelib.errors import ConcurrentUpdate, SendRejected, SendRetryable
 from chalicelib.evaluate import Decision
-from chalicelib.ports import Channels, Ledger, MessageRecord, ProfileStore, TemplateSource
+from chalicelib.ports import Channels, Ledger, MessageRecord, ProfileStore, TemplateSource, TimerStore
 from chalicelib.profiles import Profile, apply_update
 from chalicelib.segment import iso
+from chalicelib.timers import deferral
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -61,10 +62,21 @@ def deliver(
     channels: Channels,
     now: Callable[[], datetime],
     ses_tags: Mapping[str, str] | None = None,
+    timers: TimerStore | None = None,
+    quiet_hours: Mapping[str, Any] | None = None,
+    fallback_timezone: str = "UTC",
 ) -> MessageRecord:
-    """Carry out ``decision`` at most once and return its record."""
+    """Carry out ``decision`` at most once and return its record.
+
+    With ``timers``, a marketing message due inside the channel's quiet hours
+    in the recipient's zone (``quiet_hours`` overrides the defaults of
+    chalicelib.quiet_hours) is not sent now: a timer hands it back at the first
+    allowed minute, and the message history shows it ``deferred`` until then
+    (a deferred record may be claimed again; nothing else may). Transactional
+    and internal messages are never held.
+    """
     existing = ledger.get(decision.profile_id, decision.ledger_key)
-    if existing is not None:
+    if existing is not None and existing.status != "deferred":
         return existing
     kind = decision.action.kind
     params = decision.action.params
@@ -98,6 +110,16 @@ def deliver(
         failed = replace(record, status="failed", reason=str(reason), updated_at=record.created_at)
         return failed if ledger.claim(failed) else ledger.get(decision.profile_id, decision.ledger_key) or failed
 
+    if timers is not None and decision.category == "marketing":
+        from chalicelib.quiet_hours import next_allowed, window_for
+
+        allowed = next_allowed(now(), profile.timezone, window_for(kind, quiet_hours), fallback_timezone)
+        if allowed > now():
+            held = replace(record, status="deferred", to=to, subject=rendered.subject, updated_at=record.created_at,
+                           reason=f"quiet hours in {profile.timezone or fallback_timezone}; sends at {iso(allowed)}")
+            if ledger.claim(held):
+                timers.put(deferral(decision, now(), allowed))
+            return held
     record = replace(record, to=to, subject=rendered.subject)
     send: Callable[[], str]
     if kind == "email":

@@ -351,7 +351,7 @@ class DynamoLedger:
     @translated
     def claim(self, record: MessageRecord) -> bool:
         try:
-            self._item(record).save(condition=DeliveryItem.pk.does_not_exist())
+            self._item(record).save(condition=DeliveryItem.pk.does_not_exist() | (DeliveryItem.status == "deferred"))
         except PutError as exc:
             if _conditional_failure(exc):
                 return False

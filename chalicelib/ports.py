@@ -59,7 +59,8 @@ class KeyStore(Protocol):
 @dataclass(frozen=True)
 class MessageRecord:
     """One decided action for one person, as the send ledger and the message
-    history know it. ``status`` is sending, sent, failed, skipped or unknown."""
+    history know it. ``status`` is sending, sent, failed, skipped, deferred
+    (held by quiet hours) or, as shown, unknown."""
 
     profile_id: str
     key: str
@@ -86,8 +87,9 @@ class Ledger(Protocol):
         """The record of this decision, if it was ever claimed or recorded."""
 
     def claim(self, record: MessageRecord) -> bool:
-        """Write the record only if none exists for its key (conditional put).
-        False when another delivery of the same decision got there first."""
+        """Write the record only if none exists for its key, or the one there
+        is ``deferred`` (conditional put). False when another delivery of the
+        same decision got there first."""
 
     def finish(self, record: MessageRecord) -> None:
         """Overwrite a claimed record with its outcome."""

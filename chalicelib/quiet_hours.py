@@ -160,3 +160,15 @@ def _utc(moment: datetime) -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{moment!r}: a timezone-aware datetime is required")
     return moment.astimezone(UTC)
+
+
+def parse_windows(text: str) -> dict[str, AllowedWindow | None]:
+    """Settings' per-channel windows: ``"sms=08:00-21:00,email=off"`` (``off``:
+    no quiet hours for that channel). Empty text: no overrides."""
+    windows: dict[str, AllowedWindow | None] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        channel, equals, value = part.partition("=")
+        if not equals or not channel.strip():
+            raise ValueError(f"quiet hours {part!r}: expected channel=HH:MM-HH:MM or channel=off")
+        windows[channel.strip()] = None if value.strip() == "off" else AllowedWindow.parse(value)
+    return windows

@@ -39,6 +39,11 @@ class Settings:
     send_queue_url: str
     alerts_topic_arn: str
     ses_configuration_set: str
+    #: The zone for people whose profile has none (or an unknown one).
+    fallback_timezone: str
+    #: Per channel, when sending is allowed in the recipient's zone, e.g.
+    #: "sms=08:00-21:00,email=off" (NUDGE_QUIET_HOURS); unnamed channels keep the defaults.
+    quiet_hours: str
     cors_origins: tuple[str, ...]
     max_event_bytes: int
     max_batch_bytes: int
@@ -68,6 +73,8 @@ def get_settings() -> Settings:
         send_queue_url=env.get("NUDGE_SEND_QUEUE_URL", ""),
         alerts_topic_arn=env.get("NUDGE_ALERTS_TOPIC_ARN", ""),
         ses_configuration_set=env.get("NUDGE_SES_CONFIGURATION_SET", ""),
+        fallback_timezone=env.get("NUDGE_FALLBACK_TIMEZONE", "UTC"),
+        quiet_hours=env.get("NUDGE_QUIET_HOURS", ""),
         cors_origins=_origins(env.get("NUDGE_CORS_ORIGINS", "")),
         max_event_bytes=int(env.get("NUDGE_MAX_EVENT_BYTES", 32 * 1024)),
         max_batch_bytes=int(env.get("NUDGE_MAX_BATCH_BYTES", 500 * 1024)),

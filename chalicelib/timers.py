@@ -10,6 +10,9 @@ still acts:
 - an ``unless`` event happened since the wait began: called off;
 - the trigger was deleted or disabled meanwhile, or the person erased: dropped.
 
+A "deferred" timer holds a decision that quiet hours kept back; when due it
+hands the decision back to the send queue (unless the trigger is gone).
+
 Otherwise it returns the trigger's actions as decisions, keyed like any other
 decision (trigger, event, action), so a timer fired twice still sends once.
 The profile's per-event ``last`` times are all ``fire`` needs: calling a wait
@@ -37,19 +40,27 @@ class Timer:
     started: str
     due: str
     event: Mapping[str, Any] = field(default_factory=dict)
+    #: "wait" (a trigger's wait), or "deferred" (a decision held back by quiet hours).
+    kind: str = "wait"
+    #: The held-back decision (Decision.as_dict()) of a "deferred" timer.
+    decision: Mapping[str, Any] | None = None
 
     @property
     def id(self) -> str:
         return f"{self.profile_id}#{self.trigger_id}#{self.occurrence}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"profileId": self.profile_id, "trigger": self.trigger_id, "occurrence": self.occurrence,
-                "started": self.started, "due": self.due, "event": dict(self.event)}
+        body = {"profileId": self.profile_id, "trigger": self.trigger_id, "occurrence": self.occurrence,
+                "started": self.started, "due": self.due, "event": dict(self.event), "kind": self.kind}
+        if self.decision is not None:
+            body["decision"] = dict(self.decision)
+        return body
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> "Timer":
         return cls(profile_id=raw["profileId"], trigger_id=raw["trigger"], occurrence=raw["occurrence"],
-                   started=raw["started"], due=raw["due"], event=raw.get("event", {}))
+                   started=raw["started"], due=raw["due"], event=raw.get("event", {}),
+                   kind=raw.get("kind", "wait"), decision=raw.get("decision"))
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,8 @@ def fire(timer: Timer, trigger: Trigger | None, profile: Profile | None) -> Firi
         return Firing((), "the trigger was disabled during the wait")
     if profile is None:
         return Firing((), "the person's profile no longer exists")
+    if timer.kind == "deferred" and timer.decision is not None:
+        return Firing((Decision.from_dict(timer.decision),), "quiet hours are over")
     own = profile.counters.get(trigger.event_key)
     if own is not None and own.last > timer.started:
         return Firing((), f"a newer {trigger.event_key!r} restarted the wait")
@@ -93,5 +106,8 @@ def fire(timer: Timer, trigger: Trigger | None, profile: Profile | None) -> Firi
     return Firing(decisions, "the wait is over")
 
 
-def is_due(timer: Timer, now: datetime) -> bool:
-    return timer.due <= iso(now)
+def deferral(decision: Decision, now: datetime, until: datetime) -> Timer:
+    """A timer that hands ``decision`` back to the send queue at ``until``."""
+    return Timer(profile_id=decision.profile_id, trigger_id=decision.trigger_id, occurrence=decision.ledger_key,
+                 started=iso(now), due=iso(until), event=decision.event, kind="deferred",
+                 decision=decision.as_dict())

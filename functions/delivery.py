@@ -23,6 +23,7 @@ from chalicelib.deliver import deliver
 from chalicelib.errors import SendRetryable
 from chalicelib.evaluate import Decision
 from chalicelib.observability import count, event_handler, logger
+from chalicelib.quiet_hours import parse_windows
 from chalicelib.settings import get_settings
 
 delivery = Blueprint(__name__)
@@ -46,6 +47,7 @@ def _back_off(record: Any, first_delay: int | None) -> None:
 
 def _record_handler(record: Any) -> None:
     decision = Decision.from_dict(json.loads(record.body))
+    settings = get_settings()
     try:
         outcome = deliver(
             decision,
@@ -54,6 +56,9 @@ def _record_handler(record: Any) -> None:
             templates=dependencies.definitions(),
             channels=dependencies.channels(),
             now=utcnow,
+            timers=dependencies.timer_store(),
+            quiet_hours=parse_windows(settings.quiet_hours),
+            fallback_timezone=settings.fallback_timezone,
         )
     except SendRetryable as retry:
         count("SendsRetried")

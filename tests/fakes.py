@@ -90,7 +90,8 @@ class MemoryLedger:
 
     def claim(self, record) -> bool:
         self.writes += 1
-        if (record.profile_id, record.key) in self.records:
+        held = self.records.get((record.profile_id, record.key))
+        if held is not None and held.status != "deferred":
             return False
         self.records[(record.profile_id, record.key)] = record
         return True

@@ -90,3 +90,36 @@ def test_bad_durations_name_the_field(client, body):
                                 body=json.dumps(body))
     assert response.status_code == 400
     assert json.loads(response.body)["error"]["problems"][0]["field"] == "advance"
+
+
+def test_a_marketing_text_at_night_is_held_until_eight_in_the_morning_local_time(client, pipeline):  # noqa: F811
+    from datetime import datetime
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sns.models import sns_backends
+
+    # Given it is 23:30 in Berlin (22:30 UTC in December) on the engine's clock
+    status, now = get_json(client, "/v1/clock")
+    current = datetime.fromisoformat(now["now"].replace("Z", "+00:00"))
+    night = current.replace(hour=22, minute=30, second=0, microsecond=0)
+    if night <= current:
+        night = night.replace(day=night.day) + timedelta(days=1)
+    advance(client, f"{int((night - current).total_seconds() // 60) + 1}m")
+    post(client, "/v1/identify", {"userId": "sms1", "traits": {"phone": "+4915112345678",
+                                                               "timezone": "Europe/Berlin"}})
+    # When a product they wanted is back in stock
+    post(client, "/v1/track", {"userId": "sms1", "event": "Back In Stock",
+                               "properties": {"name": "Trail Boots", "sku": "B1"}})
+    pipeline.run()
+    # Then the text waits, visibly
+    [held] = messages(client, "sms1")
+    assert held["status"] == "deferred" and "Europe/Berlin" in held["reason"]
+    texts = sns_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sms_messages
+    assert not any(number == "+4915112345678" for number, *_ in texts.values())
+    # And goes out once at 08:00 Berlin time
+    assert advance(client, "9h")["swept"]["acted"] == 1
+    pipeline.run()
+    [sent] = messages(client, "sms1")
+    assert sent["status"] == "sent"
+    assert [m for number, m, *_ in texts.values() if number == "+4915112345678"] == [
+        "Trail Boots is back in stock: https://example.com/p/B1 Reply STOP to opt out."]

@@ -13,7 +13,7 @@ from chalicelib.profiles import apply_events, new_profile
 from chalicelib.segment import parse_call
 from chalicelib.templates import parse_template
 from chalicelib.triggers import parse_trigger
-from tests.fakes import MemoryChannels, MemoryDefinitions, MemoryLedger, MemoryProfileStore
+from tests.fakes import MemoryChannels, MemoryDefinitions, MemoryLedger, MemoryProfileStore, MemoryTimers
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc)
 
@@ -182,3 +182,54 @@ def test_a_decision_that_outruns_the_profile_write_is_retried_not_skipped():
     with pytest.raises(SendRetryable):
         world.deliver(early)
     assert world.ledger.records == {}
+
+
+def quiet_world(zone):
+    world = World({"phone": "+15555550100", "name": "Ana", "timezone": zone})
+    world.timers = MemoryTimers()
+    return world
+
+
+SMS = {"sms": {"text": "{{ traits.name }}, the boots are back"}}
+
+
+def deliver_at(world, decision, moment):
+    return deliver(decision, profiles=world.profiles, ledger=world.ledger, templates=world.definitions,
+                   channels=world.channels, now=lambda: moment, timers=world.timers)
+
+
+def test_marketing_sms_inside_quiet_hours_waits_for_the_morning_in_the_recipients_zone():
+    # Given a marketing text decided at 04:00 UTC: 20:00 in Los Angeles, 05:00 in Berlin
+    late = datetime(2026, 12, 2, 4, 0, tzinfo=timezone.utc)
+    california, berlin = quiet_world("America/Los_Angeles"), quiet_world("Europe/Berlin")
+    [to_california] = california.decisions(trigger(SMS, event="Back In Stock", category="marketing"))
+    [to_berlin] = berlin.decisions(trigger(SMS, event="Back In Stock", category="marketing"))
+    # When it is delivered
+    sent = deliver_at(california, to_california, late)
+    held = deliver_at(berlin, to_berlin, late)
+    # Then California gets it now, Berlin at 08:00 local (07:00 UTC), and nothing is lost
+    assert sent.status == "sent" and len(california.channels.sent) == 1
+    assert held.status == "deferred" and berlin.channels.sent == []
+    [timer] = berlin.timers.items.values()
+    assert timer.due == "2026-12-02T07:00:00.000Z" and timer.kind == "deferred"
+    [shown] = berlin.ledger.records.values()
+    assert shown.status == "deferred" and "sends at 2026-12-02T07:00:00.000Z" in shown.reason
+
+
+def test_a_deferred_message_is_sent_when_its_timer_hands_it_back():
+    from chalicelib.timers import fire
+
+    world = quiet_world("Europe/Berlin")
+    [decision] = world.decisions(trigger(SMS, event="Back In Stock", category="marketing"))
+    deliver_at(world, decision, datetime(2026, 12, 2, 4, 0, tzinfo=timezone.utc))
+    [timer] = world.timers.items.values()
+    firing = fire(timer, trigger(SMS, event="Back In Stock", category="marketing"), world.profiles.get("user:ana"))
+    [again] = firing.decisions
+    assert deliver_at(world, again, datetime(2026, 12, 2, 7, 0, tzinfo=timezone.utc)).status == "sent"
+    assert len(world.channels.sent) == 1
+
+
+def test_transactional_texts_are_never_held():
+    world = quiet_world("Europe/Berlin")
+    [decision] = world.decisions(trigger(SMS, event="Order Shipped", category="transactional"))
+    assert deliver_at(world, decision, datetime(2026, 12, 2, 2, 0, tzinfo=timezone.utc)).status == "sent"
