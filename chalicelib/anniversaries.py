@@ -61,6 +61,25 @@ def next_occurrence(
 ) -> datetime | None:
     """The first occurrence strictly after ``after`` (UTC), or None when a single
     occurrence (``every=None``) is not after it."""
+    found = next_anniversary(date_value, after=after, local_time=local_time, tz_name=tz_name,
+                             fallback_tz=fallback_tz, offset=offset, months=months, every=every)
+    return found[1] if found is not None else None
+
+
+def next_anniversary(
+    date_value: str | None,
+    *,
+    after: datetime,
+    local_time: time,
+    tz_name: str | None,
+    fallback_tz: str,
+    offset: timedelta = timedelta(0),
+    months: int = 0,
+    every: str | int | None = "year",
+) -> tuple[date, datetime] | None:
+    """Like :func:`next_occurrence`, with the anniversary's own day (before the
+    offset: the birthday itself for "7 days before the birthday"), which names
+    the occurrence."""
     if after.tzinfo is None or after.utcoffset() is None:
         raise ValueError(f"{after!r}: a timezone-aware datetime is required")
     if local_time.tzinfo is not None:
@@ -71,20 +90,20 @@ def next_occurrence(
         raise InvalidDate(f"{date_value!r} has no year, so it can only recur every year")
     zone = recipient_zone(tz_name, fallback_tz)
 
-    def occurrence(k: int) -> datetime:
+    def occurrence(k: int) -> tuple[date, datetime]:
         day = add_months(base, months + k * (period or 0))
-        return local_to_utc(datetime.combine(day, local_time) + offset, zone)
+        return day, local_to_utc(datetime.combine(day, local_time) + offset, zone)
 
     if period is None:
         single = occurrence(0)
-        return single if single > after else None
+        return single if single[1] > after else None
     # Start a period or so early, then step forward: the offset and clocks shift things a little.
     target = (after.astimezone(zone).replace(tzinfo=None) - offset).date()
     k = ((target.year - base.year) * 12 + target.month - base.month - months) // period - 1
     k = max(k, 0) if has_year else k
-    while (moment := occurrence(k)) <= after:
+    while (found := occurrence(k))[1] <= after:
         k += 1
-    return moment
+    return found
 
 
 def parse_date(value: object) -> tuple[date, bool]:

@@ -69,6 +69,8 @@ class Firing:
 
     decisions: tuple[Decision, ...]
     reason: str
+    #: Timers the sweep sets after this one (an anniversary's next occurrence).
+    next_timers: tuple[Timer, ...] = ()
 
     @property
     def acted(self) -> bool:
@@ -81,8 +83,13 @@ def timer_for(trigger: Trigger, event: Event, profile_id: str) -> Timer:
                  started=iso(event.timestamp), due=iso(event.timestamp + trigger.wait), event=event.as_dict())
 
 
-def fire(timer: Timer, trigger: Trigger | None, profile: Profile | None) -> Firing:
-    """Decide what a due timer does (see the module docstring)."""
+def fire(timer: Timer, trigger: Trigger | None, profile: Profile | None, fallback_tz: str = "UTC") -> Firing:
+    """Decide what a due timer does (see the module docstring; anniversary and
+    inactivity timers: chalicelib.date_triggers)."""
+    if timer.kind in ("anniversary", "inactive"):
+        from chalicelib.date_triggers import fire_dated
+
+        return fire_dated(timer, trigger, profile, fallback_tz)
     if trigger is None:
         return Firing((), "the trigger was deleted during the wait")
     if not trigger.enabled:

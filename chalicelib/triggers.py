@@ -22,6 +22,28 @@ meanwhile (the abandoned cart)::
     wait: 1h                         # see chalicelib.durations
     unless: {event: Order Completed} # or a list of them; {type: page} for calls
 
+Date triggers act on a day rather than on an event (``chalicelib.date_triggers``
+computes their timers)::
+
+    when:
+      anniversary:
+        trait: birthday              # a trait holding YYYY-MM-DD, an ISO date-time or --MM-DD
+        at: "09:00"                  # local time in the person's zone (default 09:00)
+        offset: -7d                  # optional: a week before
+        every: year                  # year (default) | month | none (once)
+        months: 6                    # optional: months added (6 months after the date)
+      match: {profile: {traits: {newsletter: [true]}}}   # optional, over {profile} only
+    ---
+    when:
+      inactive:
+        for: 30d                     # no event at all for 30 days (at least 1h)
+        event: Order Completed       # optional: no event of this kind
+        at: "10:00"                  # optional local send time on the due day
+
+They are indexed under the reserved keys ``@anniversary`` and ``@inactive``
+(event names may not start with ``@``), take no ``wait`` or ``unless``, and
+their ``match`` sees the profile only.
+
 ``parse_trigger`` checks every rule and reports all problems at once, each
 with its field and reason. Pure: no AWS, no I/O; Liquid is loaded only to
 check inline texts. Evaluation lives in ``chalicelib.evaluate``.
@@ -36,7 +58,7 @@ import copy
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import time, timedelta
 from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any, Callable, Collection, Mapping
 from urllib.parse import urlsplit
@@ -48,8 +70,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from chalicelib.patterns import Pattern
 
 __all__ = [
-    "ACTION_KINDS", "CALL_TYPES", "CATEGORIES", "Action", "InvalidDefinition", "Trigger", "event_key_for",
-    "parse_trigger", "referenced_templates",
+    "ACTION_KINDS", "ANNIVERSARY_KEY", "CALL_TYPES", "CATEGORIES", "INACTIVE_KEY", "Action", "Anniversary",
+    "Inactivity", "InvalidDefinition", "Trigger", "event_key_for", "parse_trigger", "referenced_templates",
 ]
 
 ACTION_KINDS = ("email", "sms", "alert", "webhook", "update_profile", "emit")
@@ -62,7 +84,15 @@ MAX_ACTIONS = 10
 MAX_WEBHOOK_TIMEOUT = 10
 MAX_EVENT_NAME = 200
 _TOP_KEYS = ("id", "description", "category", "when", "then", "enabled", "wait", "unless")
-_WHEN_KEYS = ("event", "type", "match")
+_WHEN_KEYS = ("event", "type", "anniversary", "inactive", "match")
+#: The index keys of date triggers: never a Segment event's name (those may not start with "@").
+ANNIVERSARY_KEY = "@anniversary"
+INACTIVE_KEY = "@inactive"
+_ANNIVERSARY_KEYS = ("trait", "at", "offset", "every", "months")
+_INACTIVE_KEYS = ("for", "event", "at")
+_EVERY = {"year": "year", "month": "month", "none": None}
+MIN_INACTIVITY = timedelta(hours=1)
+_LOCAL_TIME = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 _MATCH_ROOTS = ("event", "profile")
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 _EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
@@ -82,6 +112,29 @@ class Action:
     kind: str
     params: Mapping[str, Any]
     index: int
+
+
+@dataclass(frozen=True)
+class Anniversary:
+    """``when.anniversary``: act on a date a profile trait holds (see chalicelib.anniversaries)."""
+
+    trait: str
+    at: time = time(9, 0)
+    offset: timedelta = timedelta(0)
+    #: "year", "month", or None for a single occurrence.
+    every: str | None = "year"
+    months: int = 0
+
+
+@dataclass(frozen=True)
+class Inactivity:
+    """``when.inactive``: act when a person has been silent for ``silence``."""
+
+    silence: timedelta
+    #: Only events of this kind (a counter name) count; None: any event.
+    event: str | None = None
+    #: Local send time on the due day; None: on the hour after the silence ends.
+    at: time | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +158,9 @@ class Trigger:
     wait: timedelta | None = None
     #: Event keys that call a waiting trigger off when they happen during the wait.
     unless: tuple[str, ...] = ()
+    #: Date triggers (event_key ANNIVERSARY_KEY or INACTIVE_KEY): when they act.
+    anniversary: Anniversary | None = None
+    inactivity: Inactivity | None = None
 
     @property
     def call_type(self) -> str:
@@ -172,15 +228,23 @@ def parse_trigger(
         checker.problem("enabled", "must be true or false")
 
     event_key, match, match_source = checker.when(doc.get("when"))
-    actions = checker.then(doc.get("then"), own_event=event_key if event_key not in CALL_TYPES else None)
+    dated = event_key in (ANNIVERSARY_KEY, INACTIVE_KEY)
+    own_event = event_key if event_key not in CALL_TYPES and not dated else None
+    actions = checker.then(doc.get("then"), own_event=own_event)
     wait = checker.wait(doc.get("wait"))
     unless = checker.unless(doc.get("unless"), has_wait=wait is not None, event_key=event_key)
+    if dated:
+        for key in ("wait", "unless"):
+            if key in doc:
+                checker.problem(key, "is not for date triggers: they act on the day itself "
+                                     "(use offset for earlier or later)")
     if checker.problems:
         raise InvalidDefinition(checker.problems, origin)
     return Trigger(
         id=trigger_id, description=description.strip(), category=category, event_key=event_key, match=match,
         match_source=match_source, actions=actions, enabled=enabled, version=version,
         source=json.loads(json.dumps(doc)), wait=wait, unless=unless,
+        anniversary=checker.anniversary_rule, inactivity=checker.inactivity_rule,
     )
 
 
@@ -191,6 +255,8 @@ class _Checker:
         self.templates = templates
         self.check_liquid = check_liquid
         self.problems: list[FieldProblem] = []
+        self.anniversary_rule: Anniversary | None = None
+        self.inactivity_rule: Inactivity | None = None
 
     def problem(self, path: str, rule: str) -> None:
         self.problems.append(FieldProblem(path, rule))
@@ -262,13 +328,21 @@ class _Checker:
             return "", None, None
         self.unknown_keys(when, _WHEN_KEYS, "when", "a when field")
         event_key = ""
-        if ("event" in when) == ("type" in when):
-            self.problem("when", "must have exactly one of event (a track event's name) or type (page, screen, "
-                                 "identify, group, alias)")
+        if sum(key in when for key in ("event", "type", "anniversary", "inactive")) != 1:
+            self.problem("when", "must have exactly one of event (a track event's name), type (page, screen, "
+                                 "identify, group, alias), anniversary (a date trait) or inactive (a silence)")
+        elif "anniversary" in when:
+            self.anniversary_rule = self.anniversary(when["anniversary"])
+            event_key = ANNIVERSARY_KEY
+        elif "inactive" in when:
+            self.inactivity_rule = self.inactive(when["inactive"])
+            event_key = INACTIVE_KEY
         elif "event" in when:
             name = when["event"]
             if not isinstance(name, str) or not name.strip() or len(name) > MAX_EVENT_NAME:
                 self.problem("when.event", f"must be a track event's name (1-{MAX_EVENT_NAME} characters)")
+            elif name.startswith("@"):
+                self.problem("when.event", "must not start with '@' (reserved for date triggers)")
             elif name in CALL_TYPES or name == "track":
                 self.problem("when.event", f"is a Segment call type: write when: {{type: {name}}} for {name} calls")
             else:
@@ -281,10 +355,89 @@ class _Checker:
                 self.problem("when.type", f"must be one of {', '.join(CALL_TYPES)}")
             else:
                 event_key = call_type
-        match, source = self.match(when.get("match")) if "match" in when else (None, None)
+        roots = ("profile",) if event_key in (ANNIVERSARY_KEY, INACTIVE_KEY) else _MATCH_ROOTS
+        match, source = self.match(when.get("match"), roots) if "match" in when else (None, None)
         return event_key, match, source
 
-    def match(self, raw: Any) -> tuple[Pattern | None, dict[str, Any] | None]:
+    def anniversary(self, raw: Any) -> Anniversary | None:
+        path = "when.anniversary"
+        if not isinstance(raw, Mapping):
+            self.problem(path, "must be a mapping: {trait: birthday, at: \"09:00\"}")
+            return None
+        before = len(self.problems)
+        self.unknown_keys(raw, _ANNIVERSARY_KEYS, path, "an anniversary field")
+        trait = raw.get("trait")
+        if not isinstance(trait, str) or not trait.strip() or len(trait) > MAX_EVENT_NAME:
+            self.problem(f"{path}.trait", "is required: the name of the profile trait holding the date, e.g. birthday")
+        at = self.local_time(raw.get("at", "09:00"), f"{path}.at")
+        offset = self.offset(raw.get("offset"), f"{path}.offset")
+        every = raw.get("every", "year")
+        if every is not None and every not in _EVERY:
+            self.problem(f"{path}.every", "must be year, month or none (a single occurrence)")
+        months = raw.get("months", 0)
+        if not isinstance(months, int) or isinstance(months, bool) or not -1200 <= months <= 1200:
+            self.problem(f"{path}.months", "must be a whole number of months, e.g. 6")
+        if len(self.problems) > before:
+            return None
+        return Anniversary(trait=trait, at=at or time(9, 0), offset=offset, every=_EVERY.get(every) if every else None,
+                           months=months)
+
+    def inactive(self, raw: Any) -> Inactivity | None:
+        path = "when.inactive"
+        if not isinstance(raw, Mapping):
+            self.problem(path, "must be a mapping: {for: 30d} or {for: 30d, event: Order Completed, at: \"10:00\"}")
+            return None
+        before = len(self.problems)
+        self.unknown_keys(raw, _INACTIVE_KEYS, path, "an inactive field")
+        silence = None
+        if not isinstance(raw.get("for"), str):
+            self.problem(f"{path}.for", "is required: how long without events, e.g. 30d")
+        else:
+            from chalicelib.durations import parse_duration
+
+            try:
+                silence = parse_duration(raw["for"])
+            except ValueError as exc:
+                self.problem(f"{path}.for", str(exc))
+            else:
+                if silence < MIN_INACTIVITY:
+                    self.problem(f"{path}.for", "must be at least 1h")
+        event = raw.get("event")
+        if event is not None and (not isinstance(event, str) or not event.strip() or len(event) > MAX_EVENT_NAME
+                                  or event.startswith("@")):
+            self.problem(f"{path}.event", f"must be an event's name (1-{MAX_EVENT_NAME} characters) or a call type")
+        at = self.local_time(raw["at"], f"{path}.at") if "at" in raw else None
+        if len(self.problems) > before or silence is None:
+            return None
+        return Inactivity(silence=silence, event=event, at=at)
+
+    def local_time(self, raw: Any, path: str) -> time | None:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            self.problem(path, 'must be a local time in quotes, e.g. "10:00" (YAML reads 10:00 as a number)')
+            return None
+        match = _LOCAL_TIME.fullmatch(raw) if isinstance(raw, str) else None
+        if match is None:
+            self.problem(path, 'must be a local time HH:MM, e.g. "09:00"')
+            return None
+        return time(int(match.group(1)), int(match.group(2)))
+
+    def offset(self, raw: Any, path: str) -> timedelta:
+        if raw is None:
+            return timedelta(0)
+        from chalicelib.durations import parse_duration
+
+        text = raw.strip() if isinstance(raw, str) else ""
+        sign = -1 if text.startswith("-") else 1
+        try:
+            if not text:
+                raise ValueError("expected e.g. -7d (7 days before) or 1d (the day after)")
+            return sign * parse_duration(text.lstrip("+-"))
+        except ValueError as exc:
+            self.problem(path, str(exc))
+            return timedelta(0)
+
+    def match(self, raw: Any,
+              allowed_roots: tuple[str, ...] = _MATCH_ROOTS) -> tuple[Pattern | None, dict[str, Any] | None]:
         if isinstance(raw, str):
             try:
                 raw = json.loads(raw)
@@ -295,7 +448,11 @@ class _Checker:
             self.problem("when.match", "must be a non-empty EventBridge event pattern over event and profile, "
                                        "e.g. {event: {properties: {plan: [pro]}}}")
             return None, None
-        roots = [key for key in raw if key not in _MATCH_ROOTS]
+        roots = [key for key in raw if key not in allowed_roots]
+        if roots and allowed_roots != _MATCH_ROOTS:
+            self.problem(f"when.match.{roots[0]}", "is not matched against: a date trigger's pattern starts with "
+                                                   "profile (the person), e.g. {profile: {traits: {plan: [pro]}}}")
+            return None, None
         if roots:
             self.problem(f"when.match.{roots[0]}", "is not matched against: patterns start with event "
                                                    "(the Segment call) or profile (the person), "

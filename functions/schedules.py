@@ -14,6 +14,7 @@ from chalice import Blueprint, Rate
 from chalicelib import dependencies
 from chalicelib.clock import utcnow
 from chalicelib.observability import count, event_handler, logger
+from chalicelib.settings import get_settings
 from chalicelib.sweep import SweepResult, sweep
 
 schedules = Blueprint(__name__)
@@ -29,7 +30,8 @@ def run_sweep(context: Any = None) -> SweepResult:
     while True:
         result = sweep(utcnow(), timers=dependencies.timer_store(), profiles=dependencies.profile_store(),
                        triggers=dependencies.definitions(), decisions=dependencies.decision_log(),
-                       queue=dependencies.send_queue(), limit=ROUND)
+                       queue=dependencies.send_queue(), limit=ROUND,
+                       fallback_tz=get_settings().fallback_timezone)
         total = SweepResult(total.due + result.due, total.acted + result.acted,
                             total.called_off + result.called_off)
         out_of_time = context is not None and context.get_remaining_time_in_millis() < RESERVE_MS

@@ -101,7 +101,8 @@ def run_flows(client: Client, recorder: Recorder, template: dict[str, Any]) -> N
     # the order trigger sends email; the first send is throttled, so its claim is released.
     for kind, name in (("templates", "pricing-page-alert"), ("triggers", "pricing-page-alert"),
                        ("templates", "order-confirmation"), ("triggers", "order-confirmation"),
-                       ("templates", "abandoned-cart"), ("triggers", "abandoned-cart")):
+                       ("templates", "abandoned-cart"), ("triggers", "abandoned-cart"),
+                       ("templates", "birthday"), ("triggers", "birthday")):
         definition = yaml.safe_load((ROOT / kind / f"{name}.yaml").read_text())
         ok(client.http.put(f"/v1/{kind}/{name}", headers={**admin_headers(), "Content-Type": "application/json"},
                            body=json.dumps(definition)))
@@ -114,14 +115,17 @@ def run_flows(client: Client, recorder: Recorder, template: dict[str, Any]) -> N
     pipeline = Pipeline(client, stack_env(), invoking=lambda name: recorder.running(function_id(template, name)))
     throttle_first_email()
     ok(post(client, "/v1/track", {"userId": "u1", "event": "Product Added", "properties": {"name": "Boots"}}))
+    # A birthday tomorrow: the sweep below greets it and sets next year's.
+    from datetime import datetime, timedelta, timezone
+
+    tomorrow = datetime.now(timezone.utc) + timedelta(days=1)
+    ok(post(client, "/v1/identify", {"userId": "u1", "traits": {"birthday": f"--{tomorrow:%m-%d}"}}))
     pipeline.run()
     assert pipeline.failures, "the throttled send was not retried"
-    # An hour later the schedule sweeps the cart reminder's timer.
-    from datetime import timedelta
-
+    # Later the schedule sweeps the cart reminder's timer and the birthday's.
     from chalicelib import clock
 
-    clock.advance(timedelta(hours=2))
+    clock.advance(timedelta(days=2))
     try:
         tick = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
                                                resources=[])

@@ -63,7 +63,8 @@ def test_events_no_trigger_listens_for_cost_one_lookup_and_record_nothing():
     definitions = MemoryDefinitions(triggers=[trig("pricing", {"type": "page"})])
     on_arrival([order(5)], profiles=profiles, triggers=definitions, decisions=log, queue=queue,
                timers=MemoryTimers())
-    assert definitions.lookups == 1 and log.evaluations == [] and queue.decisions == []
+    # One lookup for the event's name, one for the inactivity triggers every event restarts (both cached).
+    assert definitions.lookups == 2 and log.evaluations == [] and queue.decisions == []
 
 
 def test_chains_of_emitted_events_stop():
