@@ -23,13 +23,15 @@ exists; people who stay silent are not (a backfill would be a separate job).
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any, Sequence
 
-from chalicelib.evaluate import Evaluation, Verdict, evaluate
-from chalicelib.ports import DecisionLog, ProfileStore, SendQueue, TimerStore, TriggerSource
+from chalicelib.durations import format_duration
+from chalicelib.evaluate import Admit, Evaluation, Verdict, evaluate
+from chalicelib.ports import DecisionLog, EventLog, Ledger, ProfileStore, SendQueue, TimerStore, TriggerSource
 from chalicelib.profiles import Profile, apply_events, linked_anonymous_ids, new_profile
 from chalicelib.segment import Event, iso
-from chalicelib.triggers import ANNIVERSARY_KEY, INACTIVE_KEY
+from chalicelib.triggers import ANNIVERSARY_KEY, INACTIVE_KEY, Trigger
 
 #: Events emitted by triggers carry a hop count; chains longer than this stop.
 MAX_HOPS = 5
@@ -59,8 +61,12 @@ def on_arrival(
     queue: SendQueue,
     timers: TimerStore,
     fallback_tz: str | None = None,
+    history: EventLog | None = None,
+    enrollments: Ledger | None = None,
 ) -> list[Evaluation]:
-    """``fallback_tz``: the zone of people without one (default: the settings')."""
+    """``fallback_tz``: the zone of people without one (default: the settings').
+    ``history`` counts past events for ``when.count`` triggers, ``enrollments``
+    keeps re-entry rules; without them those triggers are not admitted."""
     evaluations = []
     for event in events:
         if hops(event) >= MAX_HOPS:
@@ -75,7 +81,7 @@ def on_arrival(
             linked = profiles.resolve([event.anonymous_id]).get(event.anonymous_id)
             profile_id = f"user:{linked}" if linked else profile_id
         profile = snapshot(profiles.get(profile_id) or new_profile(profile_id), event)
-        evaluation = evaluate(event, profile, candidates)
+        evaluation = evaluate(event, profile, candidates, admit=_admission(profile, history, enrollments))
         if anniversaries or inactive:
             evaluation = _with_dates(evaluation, event, profile, anniversaries, inactive, fallback_tz)
         if evaluation.verdicts:
@@ -86,6 +92,31 @@ def on_arrival(
             queue.enqueue(evaluation.decisions)
         evaluations.append(evaluation)
     return evaluations
+
+
+def _admission(profile: Profile, history: EventLog | None, enrollments: Ledger | None) -> Admit:
+    """The storage checks of matched triggers: how many times within a window,
+    and whether the person may enter again."""
+
+    def admit(trigger: Trigger, event: Event) -> tuple[bool, str]:
+        if trigger.count is not None:
+            if history is None:
+                return False, "counts are not available here"
+            identities = [profile.profile_id, *(f"anon:{a}" for a in profile.anonymous_ids)]
+            seen = history.count(identities, trigger.event_key, event.timestamp - trigger.count.within,
+                                 event.timestamp)
+            if seen < trigger.count.at_least:
+                return False, f"{seen} of {trigger.count.at_least} within {format_duration(trigger.count.within)}"
+        if trigger.reentry != "every":
+            if enrollments is None:
+                return False, "re-entry rules are not available here"
+            until = None if trigger.reentry == "once" else event.timestamp + (trigger.reentry_period or timedelta(0))
+            if not enrollments.enroll(profile.profile_id, trigger.id, event.message_id, iso(event.timestamp), until):
+                rule = "once" if trigger.reentry == "once" else f"once per {format_duration(trigger.reentry_period)}"
+                return False, f"already entered ({rule})"
+        return True, ""
+
+    return admit
 
 
 def _anniversaries_to_set(event: Event, triggers: TriggerSource) -> list[Any]:

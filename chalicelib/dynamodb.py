@@ -188,6 +188,16 @@ class DynamoEventLog:
                 results[index] = is_new
         return results
 
+    @translated
+    def count(self, identities: Sequence[str], event_key: str, start: datetime, end: datetime) -> int:
+        low, high = f"{iso(start)}#", f"{iso(end)}#\uffff"
+        total = 0
+        for identity in identities:
+            for item in EventItem.query(identity, EventItem.sk.between(low, high)):
+                if item.data and event_from_json(item.data).counter_name == event_key:
+                    total += 1
+        return total
+
     def _put(self, event: Event) -> bool:
         if event.message_id_given and event.client_timestamp is None:
             marker = EventItem(
@@ -369,6 +379,22 @@ class DynamoLedger:
         except DeleteError as exc:
             if not _conditional_failure(exc):
                 raise
+
+    @translated
+    def enroll(self, profile_id: str, trigger_id: str, occurrence: str, at: str, until: datetime | None) -> bool:
+        now = int(parse_time(at).timestamp())  # the event's time: the engine's clock, not this machine's
+        item = DeliveryItem(profile_id, f"enroll#{trigger_id}", status="entered",
+                            data=json.dumps({"occurrence": occurrence, "at": at}),
+                            expires_at=int(until.timestamp()) if until is not None else None)
+        try:
+            # A lapsed entry carries expires_at (it is also the table's TTL attribute).
+            item.save(condition=DeliveryItem.pk.does_not_exist() | (DeliveryItem.expires_at < now))
+        except PutError as exc:
+            if not _conditional_failure(exc):
+                raise
+            held = DeliveryItem.get(profile_id, f"enroll#{trigger_id}", consistent_read=True)
+            return json.loads(held.data).get("occurrence") == occurrence
+        return True
 
     @translated
     def messages(self, profile_id: str, limit: int) -> list[MessageRecord]:

@@ -8,10 +8,10 @@ runs in Lambda, in the local stack, in unit tests and in replays.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from chalicelib.profiles import Profile
-from chalicelib.segment import Event
+from chalicelib.segment import Event, iso
 from chalicelib.triggers import Action, Trigger
 
 MATCHED = "matched"
@@ -88,13 +88,18 @@ def match_input(event: Event, profile: Profile) -> dict[str, Any]:
     return {"event": event.as_dict(), "profile": profile.as_dict()}
 
 
-def evaluate(event: Event, profile: Profile, triggers: Sequence[Trigger]) -> Evaluation:
+#: ``admit(trigger, event) -> (admitted, reason)``: the checks that need storage
+#: (counts within a window, re-entry), made by the caller for matched triggers only.
+Admit = Callable[[Trigger, Event], "tuple[bool, str]"]
+
+
+def evaluate(event: Event, profile: Profile, triggers: Sequence[Trigger], admit: Admit | None = None) -> Evaluation:
     """Decide what ``event`` sets off for the person whose profile is given.
 
     ``triggers`` are those indexed under the event's name; the cost of an event
     does not depend on how many other triggers exist.
     """
-    from chalicelib.timers import timer_for
+    from chalicelib.timers import step_decisions, step_timer, timer_for
 
     subject = match_input(event, profile)
     verdicts: list[Verdict] = []
@@ -102,13 +107,32 @@ def evaluate(event: Event, profile: Profile, triggers: Sequence[Trigger]) -> Eva
     timers = []
     for trigger in sorted(triggers, key=lambda t: t.id):
         verdict = _verdict(trigger, event, subject)
-        if verdict.matched and trigger.wait is not None:
+        if verdict.matched and admit is not None:
+            admitted, why = admit(trigger, event)
+            if not admitted:
+                verdict = Verdict(trigger.id, False, why)
+        if not verdict.matched:
+            verdicts.append(verdict)
+            continue
+        if trigger.steps:
+            first = step_timer(trigger, 0, event.message_id, iso(event.timestamp), event.timestamp,
+                               subject["event"], profile.profile_id)
+            if first is not None and trigger.steps[0].wait is None:
+                now_decisions, reason = step_decisions(trigger, 0, event.message_id, subject["event"], profile)
+                decisions.extend(now_decisions)
+                first = step_timer(trigger, 1, event.message_id, iso(event.timestamp), event.timestamp,
+                                   subject["event"], profile.profile_id)
+                verdict = Verdict(trigger.id, True, f"entered the sequence; {reason}")
+            else:
+                verdict = Verdict(trigger.id, True, "entered the sequence")
+            if first is not None:
+                timers.append(first)
+        elif trigger.wait is not None:
             timer = timer_for(trigger, event, profile.profile_id)
             timers.append(timer)
             unless = f" unless {', '.join(trigger.unless)} happens first" if trigger.unless else ""
             verdict = Verdict(trigger.id, True, f"matched; acts at {timer.due}{unless}")
-        verdicts.append(verdict)
-        if verdict.matched and trigger.wait is None:
+        else:
             decisions.extend(
                 Decision(
                     profile_id=profile.profile_id,
@@ -121,6 +145,7 @@ def evaluate(event: Event, profile: Profile, triggers: Sequence[Trigger]) -> Eva
                 )
                 for action in trigger.actions
             )
+        verdicts.append(verdict)
     return Evaluation(subject["event"], profile.profile_id, tuple(verdicts), tuple(decisions), tuple(timers))
 
 

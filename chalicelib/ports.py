@@ -32,6 +32,10 @@ class EventLog(Protocol):
     def history(self, identities: Sequence[str], limit: int, cursor: str | None) -> EventPage:
         """Events of these identities (``user:<id>``/``anon:<id>``), newest first."""
 
+    def count(self, identities: Sequence[str], event_key: str, start: Any, end: Any) -> int:
+        """How many events named ``event_key`` these identities sent from
+        ``start`` to ``end`` (inclusive), by reading that window only."""
+
 
 class ProfileStore(Protocol):
     def get(self, profile_id: str) -> Profile | None:
@@ -99,6 +103,11 @@ class Ledger(Protocol):
 
     def messages(self, profile_id: str, limit: int) -> list[MessageRecord]:
         """The person's messages, newest first."""
+
+    def enroll(self, profile_id: str, trigger_id: str, occurrence: str, at: str, until: Any) -> bool:
+        """Let the person enter the trigger (a conditional write): True when
+        they never did, their last entry's ``until`` has passed, or this is
+        the same occurrence again (a redelivery). ``until`` None: never again."""
 
 
 class DecisionLog(Protocol):

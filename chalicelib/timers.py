@@ -21,7 +21,7 @@ off costs no write when the cancelling event arrives.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Mapping
 
 from chalicelib.evaluate import Decision
@@ -44,23 +44,28 @@ class Timer:
     kind: str = "wait"
     #: The held-back decision (Decision.as_dict()) of a "deferred" timer.
     decision: Mapping[str, Any] | None = None
+    #: The sequence step a "step" timer carries out.
+    step: int = 0
 
     @property
     def id(self) -> str:
-        return f"{self.profile_id}#{self.trigger_id}#{self.occurrence}"
+        base = f"{self.profile_id}#{self.trigger_id}#{self.occurrence}"
+        return f"{base}#s{self.step}" if self.kind == "step" else base
 
     def as_dict(self) -> dict[str, Any]:
         body = {"profileId": self.profile_id, "trigger": self.trigger_id, "occurrence": self.occurrence,
                 "started": self.started, "due": self.due, "event": dict(self.event), "kind": self.kind}
         if self.decision is not None:
             body["decision"] = dict(self.decision)
+        if self.kind == "step":
+            body["step"] = self.step
         return body
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> "Timer":
         return cls(profile_id=raw["profileId"], trigger_id=raw["trigger"], occurrence=raw["occurrence"],
                    started=raw["started"], due=raw["due"], event=raw.get("event", {}),
-                   kind=raw.get("kind", "wait"), decision=raw.get("decision"))
+                   kind=raw.get("kind", "wait"), decision=raw.get("decision"), step=raw.get("step", 0))
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,8 @@ def fire(timer: Timer, trigger: Trigger | None, profile: Profile | None, fallbac
         return Firing((), "the person's profile no longer exists")
     if timer.kind == "deferred" and timer.decision is not None:
         return Firing((Decision.from_dict(timer.decision),), "quiet hours are over")
+    if timer.kind == "step":
+        return fire_step(timer, trigger, profile)
     own = profile.counters.get(trigger.event_key)
     if own is not None and own.last > timer.started:
         return Firing((), f"a newer {trigger.event_key!r} restarted the wait")
@@ -111,6 +118,47 @@ def fire(timer: Timer, trigger: Trigger | None, profile: Profile | None, fallbac
         for action in trigger.actions
     )
     return Firing(decisions, "the wait is over")
+
+
+def step_timer(trigger: Trigger, step: int, occurrence: str, started: str, after: datetime,
+               event: Mapping[str, Any], profile_id: str) -> Timer | None:
+    """The timer for a sequence's step ``step``, due its wait after ``after``;
+    None past the last step."""
+    if step >= len(trigger.steps):
+        return None
+    wait = trigger.steps[step].wait or timedelta(0)
+    return Timer(profile_id=profile_id, trigger_id=trigger.id, occurrence=occurrence, started=started,
+                 due=iso(after + wait), event=event, kind="step", step=step)
+
+
+def step_decisions(trigger: Trigger, step: int, occurrence: str, event: Mapping[str, Any],
+                   profile: Profile) -> tuple[tuple[Decision, ...], str]:
+    """A step's decisions if its condition holds for the person now."""
+    current = trigger.steps[step]
+    subject = {"event": dict(event), "profile": profile.as_dict()}
+    if current.match is not None and not current.match.matches(subject):
+        return (), f"step {step + 1}: condition did not match, step skipped"
+    decisions = tuple(
+        Decision(profile_id=profile.profile_id, trigger_id=trigger.id, trigger_version=trigger.version,
+                 category=trigger.category, occurrence=occurrence, action=action, event=event)
+        for action in current.actions
+    )
+    return decisions, f"step {step + 1} of {len(trigger.steps)}"
+
+
+def fire_step(timer: Timer, trigger: Trigger, profile: Profile) -> Firing:
+    """A sequence step falls due: leave on the goal, else act (if the step's
+    condition holds) and set the next step's timer."""
+    for key in trigger.exit_on:
+        seen = profile.counters.get(key)
+        if seen is not None and seen.last > timer.started:
+            return Firing((), f"left the sequence: {key!r} happened at {seen.last}")
+    if timer.step >= len(trigger.steps):
+        return Firing((), "the sequence no longer has this step")
+    decisions, reason = step_decisions(trigger, timer.step, timer.occurrence, timer.event, profile)
+    following = step_timer(trigger, timer.step + 1, timer.occurrence, timer.started,
+                           datetime.fromisoformat(timer.due.replace("Z", "+00:00")), timer.event, timer.profile_id)
+    return Firing(decisions, reason, next_timers=(following,) if following else ())
 
 
 def deferral(decision: Decision, now: datetime, until: datetime) -> Timer:

@@ -83,8 +83,12 @@ TEMPLATE_CHANNEL = {"email": "email", "sms": "sms", "alert": "alert", "webhook":
 MAX_ACTIONS = 10
 MAX_WEBHOOK_TIMEOUT = 10
 MAX_EVENT_NAME = 200
-_TOP_KEYS = ("id", "description", "category", "when", "then", "enabled", "wait", "unless")
-_WHEN_KEYS = ("event", "type", "anniversary", "inactive", "match")
+_TOP_KEYS = ("id", "description", "category", "when", "then", "enabled", "wait", "unless", "steps", "exit",
+             "reentry")
+_WHEN_KEYS = ("event", "type", "anniversary", "inactive", "match", "count")
+_STEP_KEYS = ("wait", "match", "then")
+MAX_STEPS = 20
+REENTRY_RULES = ("every", "once")
 #: The index keys of date triggers: never a Segment event's name (those may not start with "@").
 ANNIVERSARY_KEY = "@anniversary"
 INACTIVE_KEY = "@inactive"
@@ -138,6 +142,26 @@ class Inactivity:
 
 
 @dataclass(frozen=True)
+class Step:
+    """One step of a sequence: after ``wait`` (from the step before, or from the
+    event for the first), if ``match`` holds for the person then, do ``actions``."""
+
+    index: int
+    wait: timedelta | None
+    match: Pattern | None = field(compare=False)
+    actions: tuple[Action, ...]
+
+
+@dataclass(frozen=True)
+class CountRule:
+    """``when.count``: the trigger acts once the person has done the event at
+    least ``at_least`` times within ``within`` (this event included)."""
+
+    at_least: int
+    within: timedelta
+
+
+@dataclass(frozen=True)
 class Trigger:
     id: str
     description: str
@@ -161,6 +185,14 @@ class Trigger:
     #: Date triggers (event_key ANNIVERSARY_KEY or INACTIVE_KEY): when they act.
     anniversary: Anniversary | None = None
     inactivity: Inactivity | None = None
+    #: A sequence's steps (``actions`` then holds every step's actions).
+    steps: tuple[Step, ...] = ()
+    #: Event keys that take a person out of the sequence (the goal).
+    exit_on: tuple[str, ...] = ()
+    #: Who may set the trigger off again: "every" time, "once" ever, or once per ``reentry_period``.
+    reentry: str = "every"
+    reentry_period: timedelta | None = None
+    count: CountRule | None = None
 
     @property
     def call_type(self) -> str:
@@ -181,11 +213,14 @@ def referenced_templates(doc: Any) -> set[str]:
     """The template ids a definition's actions name, read leniently before
     checking (so the caller can look up just those)."""
     found: set[str] = set()
-    then = doc.get("then") if isinstance(doc, Mapping) else None
-    for item in then if isinstance(then, list) else ():
-        for params in item.values() if isinstance(item, Mapping) else ():
-            if isinstance(params, Mapping) and isinstance(params.get("template"), str):
-                found.add(params["template"])
+    lists = [doc.get("then")] if isinstance(doc, Mapping) else []
+    steps = doc.get("steps") if isinstance(doc, Mapping) else None
+    lists += [step.get("then") for step in steps if isinstance(step, Mapping)] if isinstance(steps, list) else []
+    for then in lists:
+        for item in then if isinstance(then, list) else ():
+            for params in item.values() if isinstance(item, Mapping) else ():
+                if isinstance(params, Mapping) and isinstance(params.get("template"), str):
+                    found.add(params["template"])
     return found
 
 
@@ -230,9 +265,24 @@ def parse_trigger(
     event_key, match, match_source = checker.when(doc.get("when"))
     dated = event_key in (ANNIVERSARY_KEY, INACTIVE_KEY)
     own_event = event_key if event_key not in CALL_TYPES and not dated else None
-    actions = checker.then(doc.get("then"), own_event=own_event)
+    if "steps" in doc:
+        if "then" in doc or "wait" in doc:
+            checker.problem("steps", "replaces then and wait: put each step's wait and actions in the step")
+        steps = checker.steps(doc.get("steps"), own_event=own_event)
+        actions = tuple(action for step in steps for action in step.actions)
+    else:
+        steps = ()
+        actions = checker.then(doc.get("then"), own_event=own_event)
     wait = checker.wait(doc.get("wait"))
     unless = checker.unless(doc.get("unless"), has_wait=wait is not None, event_key=event_key)
+    exit_on = checker.event_keys(doc.get("exit"), "exit", event_key) if "exit" in doc else ()
+    if exit_on and not steps:
+        checker.problem("exit", "is for sequences (steps): a goal event takes the person out of the remaining steps")
+    when_doc = doc.get("when") if isinstance(doc.get("when"), Mapping) else {}
+    count = checker.count(when_doc.get("count"), dated)
+    reentry, reentry_period = checker.reentry(doc.get("reentry"))
+    if count is not None and "reentry" not in doc:
+        reentry, reentry_period = "once_per", count.within  # cross the threshold once per window
     if dated:
         for key in ("wait", "unless"):
             if key in doc:
@@ -245,6 +295,7 @@ def parse_trigger(
         match_source=match_source, actions=actions, enabled=enabled, version=version,
         source=json.loads(json.dumps(doc)), wait=wait, unless=unless,
         anniversary=checker.anniversary_rule, inactivity=checker.inactivity_rule,
+        steps=steps, exit_on=exit_on, reentry=reentry, reentry_period=reentry_period, count=count,
     )
 
 
@@ -319,6 +370,92 @@ class _Checker:
             else:
                 keys.append(value)
         return tuple(keys)
+
+    def event_keys(self, raw: Any, path: str, event_key: str) -> tuple[str, ...]:
+        """``{event: name}``, ``{type: page}`` or a list of them (exit goals)."""
+        items = raw if isinstance(raw, list) else [raw]
+        keys: list[str] = []
+        for index, item in enumerate(items):
+            where = f"{path}[{index}]" if isinstance(raw, list) else path
+            if not isinstance(item, Mapping) or len(item) != 1 or not ({"event", "type"} & set(item)):
+                self.problem(where, "must be {event: <track event name>} or {type: page|screen|identify|group|alias}")
+                continue
+            value = item.get("event", item.get("type"))
+            if "type" in item and value not in CALL_TYPES:
+                self.problem(f"{where}.type", f"must be one of {', '.join(CALL_TYPES)}")
+            elif not isinstance(value, str) or not value.strip() or len(value) > MAX_EVENT_NAME:
+                self.problem(f"{where}.event", f"must be a track event's name (1-{MAX_EVENT_NAME} characters)")
+            elif value == event_key:
+                self.problem(where, "cannot be the event that starts the trigger")
+            else:
+                keys.append(value)
+        return tuple(keys)
+
+    def steps(self, raw: Any, own_event: str | None) -> tuple[Step, ...]:
+        if not isinstance(raw, list) or not raw:
+            self.problem("steps", "must be a list of steps, each {wait?, match?, then}")
+            return ()
+        if len(raw) > MAX_STEPS:
+            self.problem("steps", f"must have at most {MAX_STEPS} steps")
+        steps: list[Step] = []
+        next_index = 0
+        for number, item in enumerate(raw):
+            path = f"steps[{number}]"
+            if not isinstance(item, Mapping):
+                self.problem(path, "must be a mapping: {wait?, match?, then}")
+                continue
+            self.unknown_keys(item, _STEP_KEYS, path, "a step field")
+            wait = None
+            if item.get("wait") is not None:
+                before = len(self.problems)
+                wait = self.wait(item["wait"])
+                for problem in self.problems[before:]:
+                    self.problems[self.problems.index(problem)] = FieldProblem(f"{path}.wait", problem.rule)
+            elif number > 0:
+                self.problem(f"{path}.wait", "is required after the first step: how long after the step before")
+            match = None
+            if item.get("match") is not None:
+                before = len(self.problems)
+                match, _ = self.match(item["match"])
+                for problem in self.problems[before:]:
+                    self.problems[self.problems.index(problem)] = FieldProblem(
+                        f"{path}.{problem.field.removeprefix('when.')}", problem.rule)
+            actions = self.then(item.get("then"), own_event, path=f"{path}.then", first_index=next_index)
+            next_index += len(item.get("then") or []) if isinstance(item.get("then"), list) else 0
+            steps.append(Step(index=number, wait=wait, match=match, actions=actions))
+        return tuple(steps)
+
+    def reentry(self, raw: Any) -> tuple[str, timedelta | None]:
+        if raw is None or raw in REENTRY_RULES:
+            return (raw or "every"), None
+        if isinstance(raw, Mapping) and set(raw) == {"once_per"}:
+            period = self.wait(raw["once_per"])
+            if period is None and self.problems and self.problems[-1].field == "wait":
+                self.problems[-1] = FieldProblem("reentry.once_per", self.problems[-1].rule)
+            return "once_per", period
+        self.problem("reentry", "must be every, once, or {once_per: <duration>} (e.g. {once_per: 30d})")
+        return "every", None
+
+    def count(self, raw: Any, dated: bool) -> CountRule | None:
+        if raw is None:
+            return None
+        if dated:
+            self.problem("when.count", "is for event triggers (how many times within a window)")
+            return None
+        if not isinstance(raw, Mapping) or set(raw) != {"at_least", "within"}:
+            self.problem("when.count", "must be {at_least: <n>, within: <duration>}, e.g. {at_least: 3, within: 7d}")
+            return None
+        at_least = raw["at_least"]
+        if isinstance(at_least, bool) or not isinstance(at_least, int) or not 2 <= at_least <= 1000:
+            self.problem("when.count.at_least", "must be a whole number from 2 to 1000")
+            return None
+        before = len(self.problems)
+        within = self.wait(raw["within"])
+        if within is None:
+            if len(self.problems) > before:
+                self.problems[-1] = FieldProblem("when.count.within", self.problems[-1].rule)
+            return None
+        return CountRule(at_least=at_least, within=within)
 
     # --- when -------------------------------------------------------------------------------
 
@@ -472,15 +609,16 @@ class _Checker:
 
     # --- then -------------------------------------------------------------------------------
 
-    def then(self, then: Any, own_event: str | None) -> tuple[Action, ...]:
+    def then(self, then: Any, own_event: str | None, path: str = "then", first_index: int = 0) -> tuple[Action, ...]:
+        where = path
         if not isinstance(then, list) or not then:
-            self.problem("then", "is required: a list of actions, e.g. - email: {template: welcome, from: ...}")
+            self.problem(where, "is required: a list of actions, e.g. - email: {template: welcome, from: ...}")
             return ()
         if len(then) > MAX_ACTIONS:
-            self.problem("then", f"must have at most {MAX_ACTIONS} actions")
+            self.problem(where, f"must have at most {MAX_ACTIONS} actions")
         actions = []
         for index, item in enumerate(then):
-            path = f"then[{index}]"
+            path = f"{where}[{index}]"
             if not isinstance(item, Mapping) or len(item) != 1:
                 self.problem(path, f"must be one action: a mapping with one key ({', '.join(ACTION_KINDS)})")
                 continue
@@ -495,7 +633,7 @@ class _Checker:
             before = len(self.problems)
             _ACTION_CHECKS[kind](self, params, path, own_event)
             if len(self.problems) == before:
-                actions.append(Action(kind=kind, params=copy.deepcopy(dict(params)), index=index))
+                actions.append(Action(kind=kind, params=copy.deepcopy(dict(params)), index=first_index + index))
         return tuple(actions)
 
     def keys(self, params: Mapping[str, Any], path: str, allowed: tuple[str, ...], required: tuple[str, ...],

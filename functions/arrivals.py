@@ -38,6 +38,8 @@ def _record_handler(record: Any) -> None:
         decisions=dependencies.decision_log(),
         queue=dependencies.send_queue(),
         timers=dependencies.timer_store(),
+        history=dependencies.event_log(),
+        enrollments=dependencies.ledger(),
     )
     count("DecisionsMade", sum(len(e.decisions) for e in evaluations))
 

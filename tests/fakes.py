@@ -29,6 +29,13 @@ class MemoryEventLog:
             results.append(True)
         return results
 
+    def count(self, identities, event_key, start, end) -> int:
+        from chalicelib.segment import iso
+
+        low, high = iso(start), iso(end) + "#\uffff"
+        return sum(1 for (identity, sk), event in self.items.items()
+                   if identity in identities and low <= sk <= high and event.counter_name == event_key)
+
     def history(self, identities: Sequence[str], limit: int, cursor: str | None) -> EventPage:
         keys = sorted((k for k in self.items if k[0] in identities and (cursor is None or k[1] < cursor)),
                       key=lambda k: k[1], reverse=True)
@@ -80,9 +87,16 @@ class MemoryKeyStore:
         return self.keys.get(secret)
 
 
+def at_time(text):
+    from chalicelib.segment import parse_time
+
+    return parse_time(text)
+
+
 class MemoryLedger:
     def __init__(self) -> None:
         self.records: dict[tuple[str, str], "MessageRecord"] = {}
+        self.enrollments: dict[tuple[str, str], tuple] = {}
         self.writes = 0
 
     def get(self, profile_id, key):
@@ -104,6 +118,14 @@ class MemoryLedger:
         record = self.records.get((profile_id, key))
         if record is not None and record.status == "sending":
             del self.records[(profile_id, key)]
+
+    def enroll(self, profile_id, trigger_id, occurrence, at, until) -> bool:
+        held = self.enrollments.get((profile_id, trigger_id))
+        if held is not None and held[0] != occurrence and (held[2] is None or held[2] > at_time(at)):
+            return False
+        self.writes += 1
+        self.enrollments[(profile_id, trigger_id)] = (occurrence, at, until)
+        return True
 
     def messages(self, profile_id, limit):
         mine = [r for (p, _), r in self.records.items() if p == profile_id]

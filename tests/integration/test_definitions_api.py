@@ -217,7 +217,7 @@ def test_nudge_apply_saves_the_shipped_examples_and_reports_what_changed(client,
     evaluator = DynamoDefinitions(get_settings(), cache_seconds=0)
     assert sorted(t.id for t in evaluator.triggers_for("Order Completed")) == ["order-confirmation",
                                                                                  "order-cross-sell"]
-    (pricing,) = evaluator.triggers_for("page")
+    pricing = {t.id: t for t in evaluator.triggers_for("page")}["pricing-page-alert"]
     assert pricing.match.matches({"event": {"type": "page", "properties": {"path": "/pricing/teams"}}, "profile": {}})
     # And nudge list shows them
     out = io.StringIO()

@@ -123,3 +123,33 @@ def test_a_marketing_text_at_night_is_held_until_eight_in_the_morning_local_time
     assert sent["status"] == "sent"
     assert [m for number, m, *_ in texts.values() if number == "+4915112345678"] == [
         "Trail Boots is back in stock: https://example.com/p/B1 Reply STOP to opt out."]
+
+
+def test_the_welcome_series_plays_out_over_a_week_and_stops_at_the_upgrade(client, pipeline):  # noqa: F811
+    # Given two people who sign up on a free plan
+    for user in ("wel1", "wel2"):
+        post(client, "/v1/identify", {"userId": user, "traits": {"email": f"{user}@example.org", "plan": "free"}})
+        post(client, "/v1/track", {"userId": user, "event": "Signed Up"})
+    pipeline.run()
+    # When a week passes, and one of them upgrades on day 3
+    advance(client, "2d")
+    pipeline.run()
+    post(client, "/v1/track", {"userId": "wel2", "event": "Upgraded"})
+    pipeline.run()
+    advance(client, "6d")
+    pipeline.run()
+    # Then the first gets all three emails, the second only the first two
+    subjects = {user: sorted(m["trigger"] + ":" + m["id"].rsplit("#", 1)[1] for m in messages(client, user)
+                             if m["status"] == "sent") for user in ("wel1", "wel2")}
+    assert subjects == {"wel1": ["welcome-series:0", "welcome-series:1", "welcome-series:2"],
+                        "wel2": ["welcome-series:0", "welcome-series:1"]}
+
+
+def test_three_pricing_views_in_a_week_alert_sales_once(client, pipeline):  # noqa: F811
+    post(client, "/v1/identify", {"userId": "hot1", "traits": {"email": "hot1@example.org"}})
+    for _ in range(4):
+        post(client, "/v1/page", {"userId": "hot1", "name": "Pricing", "properties": {"path": "/pricing"}})
+        advance(client, "1d")
+    pipeline.run()
+    hot = [m for m in messages(client, "hot1") if m["trigger"] == "pricing-hot-lead"]
+    assert [m["status"] for m in hot] == ["sent"]

@@ -102,7 +102,9 @@ def run_flows(client: Client, recorder: Recorder, template: dict[str, Any]) -> N
     for kind, name in (("templates", "pricing-page-alert"), ("triggers", "pricing-page-alert"),
                        ("templates", "order-confirmation"), ("triggers", "order-confirmation"),
                        ("templates", "abandoned-cart"), ("triggers", "abandoned-cart"),
-                       ("templates", "birthday"), ("triggers", "birthday")):
+                       ("templates", "birthday"), ("triggers", "birthday"),
+                       ("templates", "welcome-1"), ("templates", "welcome-2"), ("templates", "welcome-3"),
+                       ("triggers", "welcome-series"), ("triggers", "pricing-hot-lead")):
         definition = yaml.safe_load((ROOT / kind / f"{name}.yaml").read_text())
         ok(client.http.put(f"/v1/{kind}/{name}", headers={**admin_headers(), "Content-Type": "application/json"},
                            body=json.dumps(definition)))
@@ -115,6 +117,11 @@ def run_flows(client: Client, recorder: Recorder, template: dict[str, Any]) -> N
     pipeline = Pipeline(client, stack_env(), invoking=lambda name: recorder.running(function_id(template, name)))
     throttle_first_email()
     ok(post(client, "/v1/track", {"userId": "u1", "event": "Product Added", "properties": {"name": "Boots"}}))
+    # A sequence entered twice (the second entry is refused by its re-entry rule) and a count reached.
+    for signup in ("su1", "su2"):
+        ok(post(client, "/v1/track", {"userId": "u1", "event": "Signed Up", "messageId": signup}))
+    for _ in range(3):
+        ok(post(client, "/v1/page", {"userId": "u1", "name": "Pricing", "properties": {"path": "/pricing"}}))
     # A birthday tomorrow: the sweep below greets it and sets next year's.
     from datetime import datetime, timedelta, timezone
 

@@ -42,7 +42,7 @@ def test_a_valid_trigger_reads_back_as_written():
 def test_every_problem_is_reported_at_once_with_its_field():
     found = problems({"id": "Welcome!", "category": "newsletter", "when": {}, "then": [], "owner": "ana"})
     assert found == {
-        "owner": "is not a trigger field (expected one of id, description, category, when, then, enabled, wait, unless)",
+        "owner": "is not a trigger field (expected one of id, description, category, when, then, enabled, wait, unless, steps, exit, reentry)",
         "id": "must be 1-64 characters a-z, 0-9, '-' or '_', starting with a letter or digit",
         "category": "must be one of transactional, marketing, internal",
         "when": "must have exactly one of event (a track event's name), type (page, screen, identify, group, "
@@ -74,7 +74,7 @@ def test_the_error_message_names_file_field_and_reason():
      "track calls are matched by name: write when: {event: <event name>}"),
     (trigger(when={"type": "pageview"}), "when.type", "must be one of page, screen, identify, group, alias"),
     (trigger(when={"event": "Signed Up", "if": {}}), "when.if",
-     "is not a when field (expected one of event, type, anniversary, inactive, match)"),
+     "is not a when field (expected one of event, type, anniversary, inactive, match, count)"),
     (trigger(when="Signed Up"), "when",
      "is required: {event: <track event name>} or {type: page|screen|identify|group|alias}"),
     (trigger(when={"event": "Signed Up"}, then=[{"email": {}, "sms": {}}]), "then[0]",
@@ -84,7 +84,7 @@ def test_the_error_message_names_file_field_and_reason():
     (trigger(then=[{"email": "welcome"}]), "then[0].email", "must be a mapping of the action's parameters"),
     (trigger(then=[{"emit": {"event": "Nudged"}}] * 11), "then", "must have at most 10 actions"),
     (trigger(starts="2026-12-01"), "starts",
-     "is not a trigger field (expected one of id, description, category, when, then, enabled, wait, unless)"),
+     "is not a trigger field (expected one of id, description, category, when, then, enabled, wait, unless, steps, exit, reentry)"),
 ])
 def test_refusals_say_why(doc, field, rule):
     assert problems(doc)[field] == rule
