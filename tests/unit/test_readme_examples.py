@@ -15,7 +15,7 @@ BLOCKS = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", RE
 def test_every_yaml_example_is_a_valid_trigger_template_or_condition():
     checked = 0
     for block in BLOCKS:
-        if isinstance(block, dict) and "then" in block:
+        if isinstance(block, dict) and ("then" in block or "steps" in block):
             parse_trigger(block, templates=None, origin="README")
         elif isinstance(block, dict) and "channel" in block:
             parse_template(block, origin="README")
