@@ -1,0 +1,459 @@
+"""Triggers that wait, and quiet hours, on a running local stack with time travel.
+
+The local stage's clock moves with ``POST /v1/clock {"advance": ...}`` (admin),
+which also sweeps every timer that falls due at once. That clock is
+process-wide and only moves forward, so this module runs its OWN stack (started
+like the session's one, by tests.e2e.conftest's helpers): moving it cannot make
+another module's messages fall into quiet hours or fire anyone else's timers
+(the win-back trigger, for one, acts after 30 days of silence), and the other
+modules cannot move it under these tests.
+
+Events go in through Segment's Python library (whose ``sentAt`` makes the
+engine store them at the engine's time, not the laptop's), admin calls through
+``requests``. What comes out is checked twice: in the message history and the
+decision log (admin API), and in moto server's own record of what SES and SNS
+sent (tests.e2e.moto_records). Every advance is computed from the engine's clock
+as read from ``GET /v1/clock``; no assertion depends on wall-clock durations.
+"""
+from __future__ import annotations
+
+import math
+import random
+import signal
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator
+from zoneinfo import ZoneInfo
+
+import pytest
+import requests
+import segment.analytics as analytics
+
+from infra.local_stack import STACK_NAME
+from tests.e2e.conftest import (
+    ADMIN_TOKEN,
+    READY_LINE,
+    START_TIMEOUT,
+    STOP_TIMEOUT,
+    WRITE_KEY,
+    Stack,
+    _tail,
+    eventually,
+    free_port,
+    port_is_free,
+    start_stack,
+)
+from tests.e2e.moto_records import MotoRecords
+
+#: How long one step of the pipeline (API -> stream -> queue -> SES/SNS) may take here.
+TIMEOUT = 20.0
+UTC = timezone.utc
+BERLIN = ZoneInfo("Europe/Berlin")
+LOS_ANGELES = ZoneInfo("America/Los_Angeles")
+SHOP = "Example Shop <hello@example.com>"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def address(user: str) -> str:
+    return f"{user}@example.org"
+
+
+def phone_number(country_code: str) -> str:
+    """A fresh E.164 number, so this module's texts are told apart in moto's record."""
+    return f"+{country_code}{random.randrange(10**9, 10**10)}"
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def iso(moment: datetime) -> str:
+    """The engine's way of writing an instant (chalicelib.segment.iso): UTC, milliseconds, Z."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+# -- the module's own stack ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def time_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A local stack for this module alone (see the module docstring), started
+    and stopped exactly as the session's ``stack`` fixture does it."""
+    port, aws_port = free_port(), free_port()
+    log_path: Path = tmp_path_factory.mktemp("time-stack") / "local_stack.log"
+    # Quiet hours at their defaults (SMS 08:00-21:00; email never held), UTC for unknown zones.
+    process = start_stack({"PORT": str(port), "AWS_PORT": str(aws_port), "NUDGE_WRITE_KEY": WRITE_KEY,
+                           "NUDGE_ADMIN_TOKEN": ADMIN_TOKEN, "NUDGE_QUIET_HOURS": "",
+                           "NUDGE_FALLBACK_TIMEZONE": "UTC"}, log_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"the time-travel stack exited with {process.returncode}:\n{_tail(log_path)}")
+            try:
+                healthy = requests.get(url + "/health", timeout=2).status_code == 200
+            except requests.ConnectionError:
+                healthy = False
+            if healthy and READY_LINE in log_path.read_text(errors="replace"):
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"the time-travel stack was not ready within {START_TIMEOUT:.0f} s:\n{_tail(log_path)}")
+            time.sleep(0.1)
+        yield Stack(url=url, endpoint_url=f"http://127.0.0.1:{aws_port}", write_key=WRITE_KEY,
+                    admin_token=ADMIN_TOKEN, bus="nudge", log_path=log_path)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                pytest.fail(f"the time-travel stack did not stop on SIGTERM:\n{_tail(log_path)}")
+    log = log_path.read_text(errors="replace")
+    assert process.returncode == 0, f"the time-travel stack exited with {process.returncode}:\n{_tail(log_path)}"
+    assert "Traceback" not in log, f"the time-travel stack logged an unexpected error:\n{log}"
+    assert port_is_free(port) and port_is_free(aws_port), "the time-travel stack left a port bound"
+
+
+@dataclass(frozen=True)
+class Engine:
+    """The module's stack, its send queue, and the emulator's record."""
+
+    stack: Stack
+    records: MotoRecords
+    send_queue_url: str
+
+    # -- admin reads ------------------------------------------------------------------------------
+
+    def messages(self, user: str) -> list[dict[str, Any]]:
+        response = self.stack.admin_get(f"/v1/profiles/{user}/messages?limit=500")
+        if response.status_code == 404:
+            return []
+        assert response.status_code == 200, response.text
+        return response.json()["messages"]
+
+    def decisions(self, user: str) -> list[dict[str, Any]]:
+        response = self.stack.admin_get(f"/v1/profiles/{user}/decisions?limit=500")
+        if response.status_code == 404:
+            return []
+        assert response.status_code == 200, response.text
+        return response.json()["decisions"]
+
+    def verdicts(self, user: str, trigger: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(event, verdict) for every evaluation of ``trigger`` about the person, newest first."""
+        return [(d["event"], v) for d in self.decisions(user) for v in d["triggers"] if v["trigger"] == trigger]
+
+    # -- the clock --------------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        response = self.stack.admin_get("/v1/clock")
+        assert response.status_code == 200, response.text
+        return parse_iso(response.json()["now"])
+
+    def advance(self, by: str) -> dict[str, Any]:
+        """Move the engine's clock by ``by`` (which sweeps what fell due), then
+        wait until the messages that sweep queued have been carried out."""
+        before = self.now()
+        response = requests.post(self.stack.url + "/v1/clock", json={"advance": by}, timeout=30,
+                                 headers=self.stack.admin_auth())
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert parse_iso(answer["now"]) >= before, answer
+        assert set(answer["swept"]) == {"due", "acted", "calledOff"}, answer
+        eventually(self.send_queue_is_empty, timeout=TIMEOUT, what=f"the send queue emptying after advancing {by}")
+        return answer
+
+    def advance_to(self, moment: datetime) -> dict[str, Any]:
+        """Advance to the first whole minute at or after ``moment``."""
+        minutes = math.ceil((moment - self.now()).total_seconds() / 60)
+        assert minutes > 0, f"{moment} is not in the engine's future"
+        return self.advance(f"{minutes}m")
+
+    # -- settling ---------------------------------------------------------------------------------
+
+    def send_queue_is_empty(self) -> bool:
+        attributes = self.stack.aws_client("sqs").get_queue_attributes(
+            QueueUrl=self.send_queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                            "ApproximateNumberOfMessagesDelayed"])["Attributes"]
+        return all(value == "0" for value in attributes.values())
+
+    def settle(self, user: str) -> None:
+        """Wait until every event already sent about ``user`` has been evaluated
+        (its timers set, its decisions queued) and the send queue is empty.
+
+        The events table's stream is read in order, so once a later checkpoint
+        event of the same person has its verdict in the decision log, every
+        earlier event has been evaluated. The checkpoint is a whitepaper download
+        without an asset: evaluated, matched by nothing, unrelated to carts.
+        """
+        checkpoint = str(uuid.uuid4())
+        response = self.stack.post("/v1/track", {"userId": user, "event": "Whitepaper Downloaded",
+                                                 "messageId": checkpoint, "properties": {"checkpoint": True}})
+        assert response.status_code == 200, response.text
+        eventually(lambda: any(d["event"].get("messageId") == checkpoint for d in self.decisions(user)),
+                   timeout=TIMEOUT, what=f"the checkpoint event of {user} being evaluated")
+        eventually(self.send_queue_is_empty, timeout=TIMEOUT, what="the send queue emptying")
+
+
+@pytest.fixture(scope="module")
+def engine(time_stack: Stack) -> Engine:
+    queue_url = time_stack.aws_client("cloudformation").describe_stack_resource(
+        StackName=STACK_NAME, LogicalResourceId="SendQueue")["StackResourceDetail"]["PhysicalResourceId"]
+    return Engine(stack=time_stack, records=MotoRecords(time_stack.endpoint_url), send_queue_url=queue_url)
+
+
+def segment_client(stack: Stack) -> analytics.Client:
+    return analytics.Client(write_key=stack.write_key, host=stack.url, sync_mode=True)
+
+
+def sent(call: Any, **fields: Any) -> dict[str, Any]:
+    """Make a Segment library call; return the message it sent."""
+    ok, message = call(**fields)
+    assert ok, message
+    return message
+
+
+def reminders(engine: Engine, user: str) -> list[Any]:
+    """Abandoned-cart emails moto's SES accepted for the person."""
+    return [email for email in engine.records.emails(to=address(user)) if "still in your cart" in email.subject]
+
+
+def add_to_cart(engine: Engine, client: analytics.Client, user: str, product: str) -> dict[str, Any]:
+    """A "Product Added", once evaluated: (the stored event, the abandoned-cart verdict on it)."""
+    message_id = sent(client.track, user_id=user, event="Product Added",
+                      properties={"name": product, "price": 120})["messageId"]
+
+    def evaluated() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        return [(e, v) for e, v in engine.verdicts(user, "abandoned-cart") if e.get("messageId") == message_id]
+
+    [(event, verdict)] = eventually(evaluated, timeout=TIMEOUT, what=f"{user}'s {product} being evaluated")
+    # The wait starts at the event's time on the engine's clock and lasts the trigger's hour.
+    due = parse_iso(event["timestamp"]) + timedelta(hours=1)
+    assert verdict == {"trigger": "abandoned-cart", "matched": True,
+                       "reason": f"matched; acts at {iso(due)} unless Order Completed happens first"}
+    return event
+
+
+def shopper(engine: Engine, name: str) -> tuple[analytics.Client, str]:
+    client = segment_client(engine.stack)
+    user = unique(name)
+    sent(client.identify, user_id=user, traits={"email": address(user), "firstName": "Cy"})
+    return client, user
+
+
+# 1. An abandoned cart gets one reminder after an hour ---------------------------------------------
+
+def test_a_cart_left_for_an_hour_gets_exactly_one_reminder_email(engine: Engine) -> None:
+    # Given a shopper with an email address who adds an item to their cart
+    client, user = shopper(engine, "cart")
+    added = add_to_cart(engine, client, user, "Trail Boots")
+    engine.settle(user)
+
+    # Then nothing is sent right away
+    assert engine.messages(user) == []
+    assert reminders(engine, user) == []
+
+    # When 59 minutes pass
+    assert engine.advance("59m")["swept"]["acted"] == 0
+    engine.settle(user)
+    # Then still nothing
+    assert engine.messages(user) == []
+    assert reminders(engine, user) == []
+
+    # When two more minutes pass (the hour is up)
+    engine.advance("2m")
+    engine.settle(user)
+
+    # Then exactly one reminder is sent, about the item, and moto's SES has exactly that email
+    [message] = eventually(lambda: [m for m in engine.messages(user) if m["status"] == "sent"], timeout=TIMEOUT,
+                           what="the reminder being sent")
+    assert len(engine.messages(user)) == 1
+    assert message["trigger"] == "abandoned-cart" and message["channel"] == "email"
+    assert message["to"] == address(user)
+    assert message["subject"] == "Cy, your Trail Boots is still in your cart"
+    assert message["createdAt"] >= iso(parse_iso(added["timestamp"]) + timedelta(hours=1))
+    [email] = engine.records.emails(to=address(user))
+    assert email.id == message["providerMessageId"]
+    assert email.source == SHOP and email.to == (address(user),)
+    assert email.subject == "Cy, your Trail Boots is still in your cart"
+    assert "Trail Boots" in email.body and "https://example.com/cart" in email.body
+
+    # When two more hours pass
+    assert engine.advance("2h")["swept"]["due"] == 0  # the timer fired once and was cleared
+    engine.settle(user)
+
+    # Then nothing more is sent
+    assert [m["id"] for m in engine.messages(user)] == [message["id"]]
+    assert [e.id for e in engine.records.emails(to=address(user))] == [email.id]
+
+
+# 2. An order within the hour calls the reminder off -----------------------------------------------
+
+def test_an_order_within_the_hour_calls_the_reminder_off(engine: Engine) -> None:
+    # Given a shopper who added an item to their cart
+    client, user = shopper(engine, "buyer")
+    add_to_cart(engine, client, user, "Trail Boots")
+    engine.settle(user)
+
+    # When 20 minutes later they complete an order, and an hour passes after that
+    engine.advance("20m")
+    order = sent(client.track, user_id=user, event="Order Completed", properties={"order_id": "O-7007", "total": 120})
+    engine.settle(user)
+    swept = engine.advance("1h")["swept"]
+    engine.settle(user)
+
+    # Then only the order confirmation is sent; no reminder, in the history or in SES
+    messages = engine.messages(user)
+    assert [(m["trigger"], m["status"]) for m in messages] == [("order-confirmation", "sent")]
+    [email] = engine.records.emails(to=address(user))
+    assert email.id == messages[0]["providerMessageId"]
+    assert email.subject == "Your order O-7007 is confirmed"
+    assert reminders(engine, user) == []
+    assert swept["acted"] == 0
+
+    # And the decision log says the reminder was called off by the order
+    fired = [v for e, v in engine.verdicts(user, "abandoned-cart") if e.get("event") == "Product Added"
+             and not v["reason"].startswith("matched")]
+    assert len(fired) == 1, fired
+    assert fired[0]["matched"] is False
+    assert fired[0]["reason"].startswith("called off: 'Order Completed' happened at ")
+    order_time = [e["timestamp"] for e in engine.stack.history(user) if e.get("messageId") == order["messageId"]]
+    assert fired[0]["reason"] == f"called off: 'Order Completed' happened at {order_time[0]}"
+
+
+# 3. Each item added restarts the hour ---------------------------------------------------------------
+
+def test_two_items_added_half_an_hour_apart_get_one_reminder_an_hour_after_the_second(engine: Engine) -> None:
+    # Given a shopper who adds one item, and another 30 minutes later
+    client, user = shopper(engine, "twice")
+    first = add_to_cart(engine, client, user, "Trail Boots")
+    engine.settle(user)
+    engine.advance("30m")
+    second = add_to_cart(engine, client, user, "Rain Jacket")
+    engine.settle(user)
+
+    # When 59 minutes pass after the second (the first item's hour is over)
+    swept = engine.advance("59m")["swept"]
+    engine.settle(user)
+
+    # Then nothing is sent: the first wait was restarted by the second item
+    assert swept["acted"] == 0
+    assert engine.messages(user) == []
+    assert reminders(engine, user) == []
+    [restarted] = [v for e, v in engine.verdicts(user, "abandoned-cart")
+                   if e.get("messageId") == f"{first['messageId']}~abandoned-cart"]
+    assert restarted == {"trigger": "abandoned-cart", "matched": False,
+                         "reason": "a newer 'Product Added' restarted the wait"}
+
+    # When the hour after the second item is up
+    engine.advance("2m")
+    engine.settle(user)
+
+    # Then exactly one reminder is sent, about the second item
+    [message] = eventually(lambda: [m for m in engine.messages(user) if m["status"] == "sent"], timeout=TIMEOUT,
+                           what="the reminder being sent")
+    assert len(engine.messages(user)) == 1
+    assert message["trigger"] == "abandoned-cart"
+    assert message["subject"] == "Cy, your Rain Jacket is still in your cart"
+    assert message["createdAt"] >= iso(parse_iso(second["timestamp"]) + timedelta(hours=1))
+    [email] = engine.records.emails(to=address(user))
+    assert email.id == message["providerMessageId"] and "Rain Jacket" in email.body
+    [acted] = [v for e, v in engine.verdicts(user, "abandoned-cart")
+               if e.get("messageId") == f"{second['messageId']}~abandoned-cart"]
+    assert acted == {"trigger": "abandoned-cart", "matched": True, "reason": "the wait is over"}
+
+
+# 4. Quiet hours: a marketing text at night waits for the morning -----------------------------------
+
+def next_local(after: datetime, zone: ZoneInfo, hour: int) -> datetime:
+    """The first ``hour``:00 on the wall clock of ``zone`` after ``after`` (UTC)."""
+    day = after.astimezone(zone).date()
+    while True:
+        candidate = datetime(day.year, day.month, day.day, hour, tzinfo=zone).astimezone(UTC)
+        if candidate > after:
+            return candidate
+        day += timedelta(days=1)
+
+
+def test_a_back_in_stock_text_at_night_in_berlin_waits_until_eight_while_los_angeles_gets_it_at_once(
+        engine: Engine) -> None:
+    client = segment_client(engine.stack)
+    berliner, angeleno = unique("berlin"), unique("la")
+    berlin_phone, la_phone = phone_number("49151"), phone_number("1")
+    sent(client.identify, user_id=berliner, traits={"phone": berlin_phone, "timezone": "Europe/Berlin"})
+    sent(client.identify, user_id=angeleno, traits={"phone": la_phone, "timezone": "America/Los_Angeles"})
+    engine.settle(berliner)
+    engine.settle(angeleno)
+
+    # Given it is 03:00 at night in Berlin on the engine's clock (early evening in Los Angeles)
+    engine.advance_to(next_local(engine.now() + timedelta(minutes=2), BERLIN, 3))
+    now = engine.now()
+    assert 3 <= now.astimezone(BERLIN).hour < 8, now
+    assert 8 <= now.astimezone(LOS_ANGELES).hour < 21, now
+    opening = next_local(now, BERLIN, 8)
+
+    # When a product the Berliner wanted is back in stock
+    sent(client.track, user_id=berliner, event="Back In Stock", properties={"name": "Trail Boots", "sku": "B1"})
+
+    # Then the text is held, visibly, with the reason and the time it will go out; nothing reaches SNS
+    [held] = eventually(lambda: [m for m in engine.messages(berliner) if m["status"] == "deferred"],
+                        timeout=TIMEOUT, what="the Berliner's text being deferred")
+    engine.settle(berliner)
+    assert len(engine.messages(berliner)) == 1
+    assert held["trigger"] == "back-in-stock-sms" and held["channel"] == "sms"
+    assert held["to"] == berlin_phone and held["providerMessageId"] is None
+    assert held["reason"] == f"quiet hours in Europe/Berlin; sends at {iso(opening)}"
+    assert engine.records.sms(berlin_phone) == []
+
+    # When the same happens, at the same moment, to a person in Los Angeles
+    sent(client.track, user_id=angeleno, event="Back In Stock", properties={"name": "Rain Jacket", "sku": "J2"})
+
+    # Then their text goes out at once
+    [la_message] = eventually(lambda: [m for m in engine.messages(angeleno) if m["status"] == "sent"],
+                              timeout=TIMEOUT, what="the Angeleno's text being sent")
+    engine.settle(angeleno)
+    [la_text] = engine.records.sms(la_phone)
+    assert la_text.message_id == la_message["providerMessageId"]
+    assert la_text.message == "Rain Jacket is back in stock: https://example.com/p/J2 Reply STOP to opt out."
+    assert engine.records.sms(berlin_phone) == []
+
+    # When the clock reaches a minute or two before 08:00 in Berlin
+    engine.advance_to(opening - timedelta(minutes=2))
+    assert engine.now() < opening
+    engine.settle(berliner)
+    # Then the text is still held
+    assert [m["status"] for m in engine.messages(berliner)] == ["deferred"]
+    assert engine.records.sms(berlin_phone) == []
+
+    # When it is past 08:00 in Berlin
+    engine.advance("3m")
+    engine.settle(berliner)
+
+    # Then exactly one text is sent, with the expected words, and recorded sent after 08:00 Berlin time
+    [message] = eventually(lambda: [m for m in engine.messages(berliner) if m["status"] == "sent"],
+                           timeout=TIMEOUT, what="the Berliner's text being sent")
+    assert len(engine.messages(berliner)) == 1
+    assert message["id"] == held["id"] and message["to"] == berlin_phone
+    assert message["updatedAt"] >= iso(opening)
+    [text] = engine.records.sms(berlin_phone)
+    assert text.message_id == message["providerMessageId"]
+    assert text.message == "Trail Boots is back in stock: https://example.com/p/B1 Reply STOP to opt out."
+    [handed_back] = [v for _, v in engine.verdicts(berliner, "back-in-stock-sms")
+                     if v["reason"] == "quiet hours are over"]
+    assert handed_back["matched"] is True
+
+    # And a day later nothing more has gone to either person
+    engine.advance("1d")
+    engine.settle(berliner)
+    assert [t.message_id for t in engine.records.sms(berlin_phone)] == [text.message_id]
+    assert [t.message_id for t in engine.records.sms(la_phone)] == [la_text.message_id]
