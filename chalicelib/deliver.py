@@ -34,6 +34,8 @@ from chalicelib.timers import deferral
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_PROFILE_ATTEMPTS = 5
+#: Deliveries of one decision that wait for a profile not yet written (then: skipped).
+MAX_PROFILE_WAITS = 4
 
 
 class Skip(Exception):
@@ -65,6 +67,7 @@ def deliver(
     timers: TimerStore | None = None,
     quiet_hours: Mapping[str, Any] | None = None,
     fallback_timezone: str = "UTC",
+    attempt: int = 1,
 ) -> MessageRecord:
     """Carry out ``decision`` at most once and return its record.
 
@@ -84,14 +87,16 @@ def deliver(
         profile_id=decision.profile_id, key=decision.ledger_key, trigger_id=decision.trigger_id,
         channel=kind, status="sending", created_at=iso(now()),
     )
-    profile = profiles.get(decision.profile_id)
-    if profile is None:
+    profile = _person(profiles, decision.profile_id)
+    if profile is None and attempt < MAX_PROFILE_WAITS:
         # The stream can hand over a new person's first event before the ingest
         # request has written their profile; the queue retries shortly.
         raise SendRetryable("the person's profile is not written yet", retry_after=1)
     try:
+        if profile is None:
+            raise Skip("the person's profile does not exist")
         if kind == "update_profile":
-            return _claimed(ledger, record, lambda: _update_profile(profiles, decision.profile_id, params), now)
+            return _claimed(ledger, record, lambda: _update_profile(profiles, profile.profile_id, params), now)
         if kind == "emit":
             detail = {"userId": profile.user_id, "anonymousId": None if profile.user_id else profile.anonymous_ids[0],
                       "event": params["event"], "properties": dict(params.get("properties") or {}),
@@ -159,6 +164,17 @@ def _claimed(ledger: Ledger, record: MessageRecord, act: Callable[[], Any], now:
                    updated_at=iso(now()))
     ledger.finish(sent)
     return sent
+
+
+def _person(profiles: ProfileStore, profile_id: str) -> Profile | None:
+    """The profile a decision is for; an anonymous one merged into a person's
+    since the decision was made is followed to that person."""
+    profile = profiles.get(profile_id)
+    if profile is None and profile_id.startswith("anon:"):
+        anonymous_id = profile_id.removeprefix("anon:")
+        user_id = profiles.resolve([anonymous_id]).get(anonymous_id)
+        profile = profiles.get(f"user:{user_id}") if user_id else None
+    return profile
 
 
 def _address(kind: str, params: Mapping[str, Any], profile: Profile) -> str:

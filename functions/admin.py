@@ -70,7 +70,11 @@ def _limit(default: int = DEFAULT_PAGE) -> int:
 @answers_errors(_CHALLENGE)
 def get_profile_messages(user_id: str) -> Response:
     profile = _authorized_profile(user_id)
-    records = dependencies.ledger().messages(profile.profile_id, _limit())
+    limit = _limit()
+    # Decisions made before the person was identified stay under their anonymous id.
+    records = [record for key in (profile.profile_id, *(f"anon:{a}" for a in profile.anonymous_ids))
+               for record in dependencies.ledger().messages(key, limit)]
+    records = sorted(records, key=lambda r: r.created_at, reverse=True)[:limit]
     return json_response({"messages": [shown(record, utcnow()) for record in records]})
 
 

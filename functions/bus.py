@@ -14,6 +14,7 @@ from chalice import Blueprint
 from chalice.app import CloudWatchEvent
 
 from chalicelib import dependencies
+from chalicelib import clock
 from chalicelib.clock import utcnow
 from chalicelib.errors import InvalidInput
 from chalicelib.ingest import ingest
@@ -35,7 +36,9 @@ def on_bus_event(event: CloudWatchEvent) -> dict[str, int]:
     # so they stand in for a missing messageId and receivedAt.
     if event.detail_type != "batch":
         detail.setdefault("messageId", event.to_dict().get("id"))
-    received_at = parse_time(event.time) if event.time else utcnow()
+    # The engine's clock offset is zero except under local time travel, which
+    # must move bus events as it moves everything else.
+    received_at = parse_time(event.time) + clock.offset() if event.time else utcnow()
     try:
         if event.detail_type == "batch":
             events = parse_batch(detail, received_at, settings.max_event_bytes)

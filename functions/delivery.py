@@ -59,6 +59,7 @@ def _record_handler(record: Any) -> None:
             timers=dependencies.timer_store(),
             quiet_hours=parse_windows(settings.quiet_hours),
             fallback_timezone=settings.fallback_timezone,
+            attempt=int(record.attributes.approximate_receive_count or 1),
         )
     except SendRetryable as retry:
         count("SendsRetried")

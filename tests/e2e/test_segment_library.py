@@ -29,7 +29,7 @@ def test_identify_track_and_alias_build_one_profile(stack: Stack) -> None:
         sent.append(message)
 
     # Anonymous browsing, then sign-up on the same browser.
-    send(client.page, anonymous_id=browser, name="Pricing", properties={"path": "/pricing"})
+    send(client.page, anonymous_id=browser, name="Docs", properties={"path": "/docs"})
     send(client.track, anonymous_id=browser, event="Viewed Plan", properties={"plan": "pro"})
     send(client.identify, user_id=user, anonymous_id=browser,
          traits={"email": f"{user}@example.com", "plan": "free", "timezone": "Europe/Paris"})
@@ -59,7 +59,7 @@ def test_identify_track_and_alias_build_one_profile(stack: Stack) -> None:
     viewed = by_id[sent[1]["messageId"]]
     assert viewed["anonymousId"] == browser and "userId" not in viewed
     assert viewed["event"] == "Viewed Plan" and viewed["properties"] == {"plan": "pro"}
-    assert by_id[sent[0]["messageId"]]["name"] == "Pricing"
+    assert by_id[sent[0]["messageId"]]["name"] == "Docs"
     assert by_id[sent[5]["messageId"]]["previousId"] == phone
     assert by_id[sent[6]["messageId"]]["properties"] == {"total": 42.5}
     times = [e["timestamp"] for e in history]

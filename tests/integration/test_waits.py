@@ -98,12 +98,14 @@ def test_a_marketing_text_at_night_is_held_until_eight_in_the_morning_local_time
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.sns.models import sns_backends
 
-    # Given it is 23:30 in Berlin (22:30 UTC in December) on the engine's clock
+    # Given it is 23:30 in Berlin on the engine's clock
+    from zoneinfo import ZoneInfo
+
     status, now = get_json(client, "/v1/clock")
-    current = datetime.fromisoformat(now["now"].replace("Z", "+00:00"))
-    night = current.replace(hour=22, minute=30, second=0, microsecond=0)
+    current = datetime.fromisoformat(now["now"].replace("Z", "+00:00")).astimezone(ZoneInfo("Europe/Berlin"))
+    night = current.replace(hour=23, minute=30, second=0, microsecond=0)
     if night <= current:
-        night = night.replace(day=night.day) + timedelta(days=1)
+        night += timedelta(days=1)
     advance(client, f"{int((night - current).total_seconds() // 60) + 1}m")
     post(client, "/v1/identify", {"userId": "sms1", "traits": {"phone": "+4915112345678",
                                                                "timezone": "Europe/Berlin"}})

@@ -233,3 +233,21 @@ def test_transactional_texts_are_never_held():
     world = quiet_world("Europe/Berlin")
     [decision] = world.decisions(trigger(SMS, event="Order Shipped", category="transactional"))
     assert deliver_at(world, decision, datetime(2026, 12, 2, 2, 0, tzinfo=timezone.utc)).status == "sent"
+
+
+def test_a_decision_for_a_visitor_who_has_since_signed_in_reaches_the_person():
+    world = World({"email": "ana@example.com", "name": "Ana"})
+    world.profiles.link("device-1", "ana")
+    [decision] = world.decisions(trigger(EMAIL), ASSET)
+    anonymous = replace(decision, profile_id="anon:device-1")
+    assert world.deliver(anonymous).status == "sent"
+    assert world.channels.sent[0][1]["to"] == "ana@example.com"
+
+
+def test_a_profile_that_never_appears_is_skipped_after_a_few_tries():
+    world = World({"email": "ana@example.com"})
+    [decision] = world.decisions(trigger(EMAIL), ASSET)
+    ghost = replace(decision, profile_id="user:ghost")
+    record = deliver(ghost, profiles=world.profiles, ledger=world.ledger, templates=world.definitions,
+                     channels=world.channels, now=lambda: NOW, attempt=4)
+    assert record.status == "skipped" and "does not exist" in record.reason
