@@ -45,6 +45,11 @@ def rows() -> list[tuple[str, str, str]]:
         ("AWS calls by the delivery function per message sent", f"{message['calls']:.2f}", "-"),
         ("DynamoDB write units per message sent", f"{message['wcu']:.2f}", "<= 2"),
     ]
+    from bench import sweep_cost
+
+    swept = _quietly(sweep_cost.measure)
+    table.append(("Items read by the daily sweep / items due, 100,000 profiles with 100 birthdays today",
+                  f"{swept['ratio']:.2f}", "<= 1.2"))
     from bench import import_time
     from layers import package
 
