@@ -353,23 +353,7 @@ class _Checker:
             return ()
         if not has_wait:
             self.problem("unless", "needs a wait: it calls off a waiting trigger when the event happens meanwhile")
-        items = raw if isinstance(raw, list) else [raw]
-        keys: list[str] = []
-        for index, item in enumerate(items):
-            path = f"unless[{index}]" if isinstance(raw, list) else "unless"
-            if not isinstance(item, Mapping) or len(item) != 1 or not ({"event", "type"} & set(item)):
-                self.problem(path, "must be {event: <track event name>} or {type: page|screen|identify|group|alias}")
-                continue
-            value = item.get("event", item.get("type"))
-            if "type" in item and value not in CALL_TYPES:
-                self.problem(f"{path}.type", f"must be one of {', '.join(CALL_TYPES)}")
-            elif not isinstance(value, str) or not value.strip() or len(value) > MAX_EVENT_NAME:
-                self.problem(f"{path}.event", f"must be a track event's name (1-{MAX_EVENT_NAME} characters)")
-            elif value == event_key:
-                self.problem(path, "cannot be the trigger's own event (a newer one already restarts the wait)")
-            else:
-                keys.append(value)
-        return tuple(keys)
+        return self.event_keys(raw, "unless", event_key)
 
     def event_keys(self, raw: Any, path: str, event_key: str) -> tuple[str, ...]:
         """``{event: name}``, ``{type: page}`` or a list of them (exit goals)."""
