@@ -24,7 +24,7 @@ import subprocess
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 from zoneinfo import ZoneInfo
@@ -457,3 +457,204 @@ def test_a_back_in_stock_text_at_night_in_berlin_waits_until_eight_while_los_ang
     engine.settle(berliner)
     assert [t.message_id for t in engine.records.sms(berlin_phone)] == [text.message_id]
     assert [t.message_id for t in engine.records.sms(la_phone)] == [la_text.message_id]
+
+
+# 5. A welcome series over a week, left by whoever upgrades -----------------------------------------
+
+WELCOME_SUBJECTS = ("Welcome, Ada", "Three things people love in their first week", "Ready for more, Ada?")
+
+
+def stored_event(engine: Engine, user: str, message_id: str) -> dict[str, Any]:
+    """The person's stored event with this messageId (its timestamp is on the engine's clock)."""
+    [event] = [e for e in engine.stack.history(user) if e.get("messageId") == message_id]
+    return event
+
+
+def welcome_messages(engine: Engine, user: str) -> list[dict[str, Any]]:
+    """The person's welcome-series messages, oldest first."""
+    return sorted((m for m in engine.messages(user) if m["trigger"] == "welcome-series"), key=lambda m: m["id"])
+
+
+def assert_welcome_emails(engine: Engine, user: str, steps: int) -> None:
+    """The person has exactly ``steps`` welcome messages, each sent, one per step,
+    and moto's SES holds exactly those emails and no other for the person."""
+    messages = welcome_messages(engine, user)
+    assert [(m["id"].rsplit("#", 1)[1], m["status"], m["channel"], m["to"]) for m in messages] == [
+        (str(step), "sent", "email", address(user)) for step in range(steps)], messages
+    assert [m["subject"] for m in messages] == list(WELCOME_SUBJECTS[:steps])
+    assert len(engine.messages(user)) == steps  # nothing else was sent to the person
+    emails = {email.id: email for email in engine.records.emails(to=address(user))}
+    assert len(emails) == steps == len(engine.records.emails(to=address(user)))
+    for message in messages:
+        email = emails[message["providerMessageId"]]
+        assert email.source == "Example <hello@example.com>" and email.to == (address(user),)
+        assert email.subject == message["subject"]
+
+
+def test_the_welcome_series_sends_three_emails_over_a_week_and_stops_for_whoever_upgrades(engine: Engine) -> None:
+    # Given two people on the free plan who sign up
+    client = segment_client(engine.stack)
+    stayer, upgrader = unique("welcome"), unique("upgrader")
+    signed_up: dict[str, datetime] = {}
+    for user in (stayer, upgrader):
+        sent(client.identify, user_id=user, traits={"email": address(user), "firstName": "Ada", "plan": "free"})
+        message_id = sent(client.track, user_id=user, event="Signed Up", properties={"plan": "free"})["messageId"]
+        engine.settle(user)
+        signed_up[user] = parse_iso(stored_event(engine, user, message_id)["timestamp"])
+        assert [v for e, v in engine.verdicts(user, "welcome-series") if e.get("messageId") == message_id] == [
+            {"trigger": "welcome-series", "matched": True, "reason": "entered the sequence; step 1 of 3"}]
+
+    # Then the first welcome email goes to both at once, once each
+    for user in (stayer, upgrader):
+        assert_welcome_emails(engine, user, 1)
+
+    # When the clock reaches a minute or two before two days after the first signup
+    engine.advance_to(min(signed_up.values()) + timedelta(days=2) - timedelta(minutes=2))
+    engine.settle(stayer)
+    # Then nothing more has gone out
+    for user in (stayer, upgrader):
+        assert_welcome_emails(engine, user, 1)
+
+    # When two days have passed since both signups
+    engine.advance_to(max(signed_up.values()) + timedelta(days=2))
+    for user in (stayer, upgrader):
+        engine.settle(user)
+
+    # Then both have the second email, sent no earlier than two days after their signup
+    for user in (stayer, upgrader):
+        assert_welcome_emails(engine, user, 2)
+        assert welcome_messages(engine, user)[1]["createdAt"] >= iso(signed_up[user] + timedelta(days=2))
+
+    # When, on day 3, one of them upgrades
+    engine.advance_to(max(signed_up.values()) + timedelta(days=3))
+    upgraded_id = sent(client.track, user_id=upgrader, event="Upgraded", properties={"plan": "pro"})["messageId"]
+    engine.settle(upgrader)
+    upgraded_at = stored_event(engine, upgrader, upgraded_id)["timestamp"]
+    assert upgraded_at > iso(signed_up[upgrader] + timedelta(days=2))
+
+    # And the clock reaches a minute or two before a week after the first signup
+    engine.advance_to(min(signed_up.values()) + timedelta(days=7) - timedelta(minutes=2))
+    engine.settle(stayer)
+    # Then nothing more has gone out yet
+    assert_welcome_emails(engine, stayer, 2)
+    assert_welcome_emails(engine, upgrader, 2)
+
+    # When a week has passed since both signups
+    engine.advance_to(max(signed_up.values()) + timedelta(days=7))
+    for user in (stayer, upgrader):
+        engine.settle(user)
+
+    # Then the one still on the free plan has the third email, and the upgrader does not
+    assert_welcome_emails(engine, stayer, 3)
+    assert welcome_messages(engine, stayer)[2]["createdAt"] >= iso(signed_up[stayer] + timedelta(days=7))
+    assert_welcome_emails(engine, upgrader, 2)
+
+    # And the decision log says why, step by step
+    def steps(user: str) -> list[tuple[bool, str]]:
+        return sorted((v["matched"], v["reason"]) for e, v in engine.verdicts(user, "welcome-series")
+                      if e.get("messageId", "").endswith("~welcome-series"))
+
+    assert steps(stayer) == [(True, "step 2 of 3"), (True, "step 3 of 3")]
+    assert steps(upgrader) == [(False, f"left the sequence: 'Upgraded' happened at {upgraded_at}"),
+                               (True, "step 2 of 3")]
+
+    # And a day later nothing more has gone to either
+    engine.advance("1d")
+    engine.settle(stayer)
+    assert_welcome_emails(engine, stayer, 3)
+    assert_welcome_emails(engine, upgrader, 2)
+
+
+# 6. A birthday at 09:00 on each person's own wall clock -------------------------------------------
+
+BIRTHDAY_SUBJECT = "Happy birthday, Io! A gift inside"
+
+
+def nine_on(day: date, zone: ZoneInfo) -> datetime:
+    """09:00 on ``day`` on the wall clock of ``zone``, in UTC."""
+    return datetime(day.year, day.month, day.day, 9, tzinfo=zone).astimezone(UTC)
+
+
+def greetings(engine: Engine, user: str) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The person's messages in the history, and the emails moto's SES accepted for them."""
+    return engine.messages(user), engine.records.emails(to=address(user))
+
+
+def test_a_birthday_is_greeted_at_nine_in_berlin_hours_before_los_angeles(engine: Engine) -> None:
+    # Given a birthday whose 09:00 in Berlin is still ahead on the engine's clock: today's or tomorrow's (Berlin)
+    now = engine.now()
+    day = now.astimezone(BERLIN).date()
+    if nine_on(day, BERLIN) < now + timedelta(minutes=30):
+        day += timedelta(days=1)
+    berlin_nine, la_nine = nine_on(day, BERLIN), nine_on(day, LOS_ANGELES)
+    assert now < berlin_nine < la_nine
+
+    # And two people born on that day, one in Berlin (year-less date), one in Los Angeles (full date)
+    client = segment_client(engine.stack)
+    berliner, angeleno = unique("bday-berlin"), unique("bday-la")
+    people = ((berliner, "Europe/Berlin", f"--{day:%m-%d}", berlin_nine),
+              (angeleno, "America/Los_Angeles", f"1992-{day:%m-%d}", la_nine))
+    for user, zone, birthday, nine in people:
+        message_id = sent(client.identify, user_id=user, traits={
+            "email": address(user), "firstName": "Io", "birthday": birthday, "timezone": zone})["messageId"]
+        engine.settle(user)
+        assert [v for e, v in engine.verdicts(user, "birthday") if e.get("messageId") == message_id] == [
+            {"trigger": "birthday", "matched": True,
+             "reason": f"scheduled for {day} 09:00 {zone} ({iso(nine)}), birthday {day}"}]
+        assert greetings(engine, user) == ([], [])
+
+    # When the clock reaches a minute or two before 09:00 in Berlin
+    engine.advance_to(berlin_nine - timedelta(minutes=2))
+    assert engine.now() < berlin_nine
+    engine.settle(berliner)
+    # Then nobody is greeted yet
+    assert greetings(engine, berliner) == ([], [])
+    assert greetings(engine, angeleno) == ([], [])
+
+    # When it is past 09:00 in Berlin, while it is still before 09:00 in Los Angeles
+    engine.advance("3m")
+    now = engine.now()
+    assert berlin_nine <= now < la_nine, now
+    assert now.astimezone(BERLIN).hour >= 9 and now.astimezone(LOS_ANGELES).hour < 9, now
+    engine.settle(berliner)
+    engine.settle(angeleno)
+
+    # Then the Berliner has exactly one birthday email, in the history and in SES
+    [message], [email] = greetings(engine, berliner)
+    assert (message["trigger"], message["channel"], message["status"]) == ("birthday", "email", "sent")
+    assert message["to"] == address(berliner) and message["subject"] == BIRTHDAY_SUBJECT
+    assert message["createdAt"] >= iso(berlin_nine)
+    assert email.id == message["providerMessageId"] and email.to == (address(berliner),)
+    assert email.source == SHOP and email.subject == BIRTHDAY_SUBJECT and "BDAY20" in email.body
+    assert [v for _, v in engine.verdicts(berliner, "birthday") if v["reason"] == f"birthday on {day}"] == [
+        {"trigger": "birthday", "matched": True, "reason": f"birthday on {day}"}]
+    # And the Angeleno, for whom it is still night, has nothing
+    assert greetings(engine, angeleno) == ([], [])
+
+    # When the clock reaches a minute or two before 09:00 in Los Angeles
+    engine.advance_to(la_nine - timedelta(minutes=2))
+    assert engine.now() < la_nine
+    engine.settle(angeleno)
+    # Then the Angeleno still has nothing
+    assert greetings(engine, angeleno) == ([], [])
+
+    # When it is past 09:00 in Los Angeles
+    engine.advance("3m")
+    engine.settle(angeleno)
+
+    # Then the Angeleno has exactly one birthday email too, and the Berliner still just the one
+    [la_message], [la_email] = greetings(engine, angeleno)
+    assert (la_message["trigger"], la_message["status"], la_message["subject"]) == (
+        "birthday", "sent", BIRTHDAY_SUBJECT)
+    assert la_message["createdAt"] >= iso(la_nine)
+    assert la_email.id == la_message["providerMessageId"] and la_email.to == (address(angeleno),)
+    assert la_email.subject == BIRTHDAY_SUBJECT
+    assert [m["id"] for m in greetings(engine, berliner)[0]] == [message["id"]]
+    assert [e.id for e in greetings(engine, berliner)[1]] == [email.id]
+
+    # And a day later nothing more has gone to either
+    engine.advance("1d")
+    engine.settle(berliner)
+    engine.settle(angeleno)
+    assert [e.id for e in engine.records.emails(to=address(berliner))] == [email.id]
+    assert [e.id for e in engine.records.emails(to=address(angeleno))] == [la_email.id]
