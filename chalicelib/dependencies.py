@@ -52,6 +52,7 @@ _FACTORIES: dict[str, Callable[[Settings], Any]] = {
     "ledger": _dynamodb("DynamoLedger"),
     "decisions": _dynamodb("DynamoDecisionLog"),
     "timers": _dynamodb("DynamoTimerStore"),
+    "broadcast_runs": _dynamodb("DynamoBroadcastRuns"),
     "send_queue": _send_queue,
     "channels": _channels,
     "definitions": _definitions,
@@ -98,6 +99,11 @@ def channels() -> Channels:
 
 def timer_store() -> TimerStore:
     return _get("timers")
+
+
+def broadcast_runs() -> Any:
+    """Broadcast runs and their counts (chalicelib.broadcasts.RunLog)."""
+    return _get("broadcast_runs")
 
 
 def definitions() -> DynamoDefinitions:

@@ -13,7 +13,9 @@ Item shapes (see infra/template.yaml for the tables):
   timestamp also claims a marker item (``msg:<identity>:<messageId>``, expiring
   after a week) so that its retries are recognised too.
 - profiles: ``pk`` = profile id, ``data`` = the profile as JSON, ``version``
-  for optimistic locking; link items ``pk`` = ``alias:<anonymousId>``.
+  for optimistic locking, ``shard`` (0-15, from the id) for the ``by_shard``
+  index broadcasts page through; link items ``pk`` = ``alias:<anonymousId>``
+  (no shard: not in the index).
 - keys: ``pk`` = SHA-256 of the secret, ``kind`` = write or admin.
 - timers: ``pk`` = ``timers#<shard>`` (the timer id hashed over ``timer_shards``
   partitions, so no partition is hot), ``sk`` = due time + ``#`` + timer id.
@@ -21,7 +23,9 @@ Item shapes (see infra/template.yaml for the tables):
 - deliveries: ``pk`` = profile id; ``sk`` = ``msg#<trigger>#<occurrence>#<action>``
   for the send ledger and message history (``status`` sending, sent, failed,
   skipped), ``dec#<time>#<messageId>`` for why triggers did or did not fire
-  (expiring after ``DECISION_DAYS``).
+  (expiring after ``DECISION_DAYS``). Broadcasts: ``pk`` = ``broadcast#<trigger>``,
+  ``sk`` = ``run#<run time>`` per run with the counts ``profiles``, ``matched``,
+  ``queued``, ``done`` (shards finished), and ``seen`` (when the sweep first saw it).
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ from typing import Any, Callable, Sequence, TypeVar
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute, VersionAttribute
 from botocore.exceptions import BotoCoreError
 from pynamodb.exceptions import DeleteError, PynamoDBException, PutError
+from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from chalicelib.errors import ConcurrentUpdate, StorageUnavailable
@@ -62,6 +67,15 @@ class EventItem(Model):
     expires_at = NumberAttribute(null=True)
 
 
+class ByShardIndex(GlobalSecondaryIndex["ProfileItem"]):
+    class Meta:
+        index_name = "by_shard"
+        projection = KeysOnlyProjection()
+
+    shard = UnicodeAttribute(hash_key=True)
+    pk = UnicodeAttribute(range_key=True)
+
+
 class ProfileItem(Model):
     class Meta:
         table_name = "unbound"
@@ -70,6 +84,9 @@ class ProfileItem(Model):
     data = UnicodeAttribute(null=True)
     user_id = UnicodeAttribute(null=True)
     version = VersionAttribute(null=True)
+    shard = UnicodeAttribute(null=True)
+
+    by_shard = ByShardIndex()
 
 
 class DeliveryItem(Model):
@@ -81,6 +98,11 @@ class DeliveryItem(Model):
     status = UnicodeAttribute(null=True)
     data = UnicodeAttribute()
     expires_at = NumberAttribute(null=True)
+    #: A broadcast run's counts.
+    profiles = NumberAttribute(null=True)
+    matched = NumberAttribute(null=True)
+    queued = NumberAttribute(null=True)
+    done = NumberAttribute(null=True)
 
 
 class TimerItem(Model):
@@ -287,7 +309,20 @@ class DynamoProfileStore:
 
     @translated
     def save(self, profile: Profile) -> Profile:
-        item = ProfileItem(profile.profile_id, data=_profile_to_json(profile), user_id=profile.user_id)
+        """Write the profile (optimistic lock on ``version``).
+
+        Every person's profile carries ``shard`` (chalicelib.broadcasts.profile_shard),
+        which puts it in the KEYS_ONLY ``by_shard`` index broadcasts page through.
+        The shard is derived from the id, so it is the same on every save: an index
+        whose key attributes never change after creation and that projects only
+        keys costs one index write when the profile is created and none when it is
+        updated (DynamoDB writes to a GSI only when the item's index keys or
+        projected attributes change). Link items (``alias:``) get no shard.
+        """
+        from chalicelib.broadcasts import profile_shard
+
+        item = ProfileItem(profile.profile_id, data=_profile_to_json(profile), user_id=profile.user_id,
+                           shard=profile_shard(profile.profile_id))
         if profile.version:
             item.version = profile.version
         try:
@@ -301,6 +336,21 @@ class DynamoProfileStore:
     @translated
     def delete(self, profile_id: str) -> None:
         ProfileItem(profile_id).delete(add_version_condition=False)
+
+    @translated
+    def page(self, shard: str, cursor: str | None, limit: int) -> tuple[list[str], str | None]:
+        """Profile ids of one ``by_shard`` partition after ``cursor`` (one Query on
+        the index, never a Scan), and the cursor of the next page (None at the end)."""
+        start = {"shard": {"S": shard}, "pk": {"S": cursor}} if cursor else None
+        results = ProfileItem.by_shard.query(shard, limit=limit, page_size=limit, last_evaluated_key=start)
+        ids = [item.pk for item in results]
+        last = results.last_evaluated_key
+        return ids, (last["pk"]["S"] if last and len(ids) >= limit else None)
+
+    @translated
+    def get_many(self, profile_ids: Sequence[str]) -> list[Profile]:
+        """The profiles of these ids that exist (BatchGetItem, up to 100 ids a call)."""
+        return [_profile_from_item(item) for item in ProfileItem.batch_get(list(profile_ids))]
 
     @translated
     def resolve(self, anonymous_ids: Sequence[str]) -> dict[str, str]:
@@ -429,6 +479,61 @@ class DynamoDecisionLog:
         items = DeliveryItem.query(profile_id, DeliveryItem.sk.startswith("dec#"), scan_index_forward=False,
                                    limit=limit)
         return [json.loads(item.data) for item in items]
+
+
+class DynamoBroadcastRuns:
+    """Broadcast runs and their counts on the deliveries table (chalicelib.broadcasts.RunLog)."""
+
+    def __init__(self, settings: Settings) -> None:
+        bind(settings)
+
+    @translated
+    def last_run(self, trigger_id: str, now: datetime) -> datetime:
+        # Newest first: ``seen`` sorts after every ``run#...``, so two items say both.
+        items = list(DeliveryItem.query(f"broadcast#{trigger_id}", scan_index_forward=False, limit=2))
+        newest = next((item for item in items if item.sk.startswith("run#")), None)
+        if newest is not None:
+            return parse_time(newest.sk.removeprefix("run#"))
+        seen = next((item for item in items if item.sk == "seen"), None)
+        if seen is not None:
+            return parse_time(json.loads(seen.data)["at"])
+        try:
+            DeliveryItem(f"broadcast#{trigger_id}", "seen", data=json.dumps({"at": iso(now)})).save(
+                condition=DeliveryItem.pk.does_not_exist())
+        except PutError as exc:
+            if not _conditional_failure(exc):
+                raise
+        return now
+
+    @translated
+    def start(self, trigger_id: str, run_at: str, started_at: str, shards: int) -> bool:
+        item = DeliveryItem(f"broadcast#{trigger_id}", f"run#{run_at}", status="running",
+                            data=json.dumps({"at": run_at, "startedAt": started_at, "shards": shards}),
+                            profiles=0, matched=0, queued=0, done=0)
+        try:
+            item.save(condition=DeliveryItem.pk.does_not_exist())
+        except PutError as exc:
+            if _conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    @translated
+    def add(self, trigger_id: str, run_at: str, tally: dict[str, int]) -> None:
+        DeliveryItem(f"broadcast#{trigger_id}", f"run#{run_at}").update(actions=[
+            getattr(DeliveryItem, name).add(value) for name, value in tally.items()])
+
+    @translated
+    def runs(self, trigger_id: str, limit: int) -> list[dict[str, Any]]:
+        items = DeliveryItem.query(f"broadcast#{trigger_id}", DeliveryItem.sk.startswith("run#"),
+                                   scan_index_forward=False, limit=limit)
+        found = []
+        for item in items:
+            body = json.loads(item.data)
+            counts = {name: int(getattr(item, name) or 0) for name in ("profiles", "matched", "queued", "done")}
+            found.append({**body, "counts": counts,
+                          "status": "done" if counts["done"] >= body.get("shards", 0) else "running"})
+        return found
 
 
 class DynamoTimerStore:

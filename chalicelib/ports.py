@@ -54,6 +54,13 @@ class ProfileStore(Protocol):
     def link(self, anonymous_id: str, user_id: str) -> None:
         """Record that this anonymousId belongs to this user, idempotently."""
 
+    def page(self, shard: str, cursor: str | None, limit: int) -> tuple[list[str], str | None]:
+        """Up to ``limit`` profile ids of one broadcast shard after ``cursor``, and
+        the next page's cursor (None at the end); never a scan."""
+
+    def get_many(self, profile_ids: Sequence[str]) -> list[Profile]:
+        """The profiles of these ids that exist, in one batched read."""
+
 
 class KeyStore(Protocol):
     def kind_of(self, secret: str) -> str | None:

@@ -3,7 +3,9 @@
 Reads only what is due (one query per timer shard, on the due-time sort key),
 never scans. For each due timer: read the trigger and the profile, decide with
 ``timers.fire``, record the verdict, queue the decisions, set the timers it hands back
-(an anniversary's next occurrence), then clear the timer.
+(an anniversary's next occurrence, a broadcast's next page), then clear the timer.
+With ``runs`` given, each sweep also starts the broadcasts that are due
+(chalicelib.broadcasts): their pages are timers too.
 A sweep that stops half-way, or two that overlap, fire some timers twice; the
 send ledger keeps that to one message.
 """
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from chalicelib import broadcasts
 from chalicelib.evaluate import Evaluation, Verdict
 from chalicelib.ports import DecisionLog, ProfileStore, SendQueue, TimerStore
 from chalicelib.segment import iso
@@ -23,34 +26,51 @@ class TriggerLookup(Protocol):
     def get_trigger(self, trigger_id: str) -> Any:
         """The current trigger, or None."""
 
+    def triggers_for(self, event_key: str) -> Any:
+        """The live triggers indexed under ``event_key`` (broadcasts: ``@broadcast``)."""
+
 
 @dataclass(frozen=True)
 class SweepResult:
     due: int
     acted: int
     called_off: int
+    #: Timers set by this round that are already due (a broadcast's next pages).
+    chained: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {"due": self.due, "acted": self.acted, "calledOff": self.called_off}
 
 
 def sweep(now: datetime, *, timers: TimerStore, profiles: ProfileStore, triggers: TriggerLookup,
-          decisions: DecisionLog, queue: SendQueue, limit: int = 1000, fallback_tz: str = "UTC") -> SweepResult:
-    """Fire up to ``limit`` due timers; call again while ``due == limit``.
+          decisions: DecisionLog, queue: SendQueue, limit: int = 1000, fallback_tz: str = "UTC",
+          runs: Any = None) -> SweepResult:
+    """Fire up to ``limit`` due timers; call again while ``due == limit`` or ``chained``.
 
-    ``fallback_tz`` is the zone of people without one (an anniversary's next occurrence)."""
+    ``fallback_tz`` is the zone of people without one (an anniversary's next occurrence).
+    ``runs`` (a broadcasts.RunLog) turns on broadcasts; ``profiles`` must then page them."""
+    if runs is not None:
+        broadcasts.start_due_runs(now, triggers.triggers_for(broadcasts.BROADCAST_KEY), runs, timers)
     due = timers.due(now, limit)
-    acted = 0
+    acted = chained = 0
     for timer in due:
-        firing = fire(timer, triggers.get_trigger(timer.trigger_id), profiles.get(timer.profile_id), fallback_tz)
-        record = {**timer.event, "messageId": f"{timer.occurrence}~{timer.trigger_id}", "timestamp": timer.due}
-        decisions.record(Evaluation(event=record, profile_id=timer.profile_id,
-                                    verdicts=(Verdict(timer.trigger_id, firing.acted, firing.reason),),
-                                    decisions=firing.decisions), iso(now))
+        tally = None
+        if timer.kind == "broadcast":
+            firing, tally = broadcasts.fire_page(timer, triggers.get_trigger(timer.trigger_id), profiles)
+        else:
+            firing = fire(timer, triggers.get_trigger(timer.trigger_id), profiles.get(timer.profile_id),
+                          fallback_tz)
+            record = {**timer.event, "messageId": f"{timer.occurrence}~{timer.trigger_id}", "timestamp": timer.due}
+            decisions.record(Evaluation(event=record, profile_id=timer.profile_id,
+                                        verdicts=(Verdict(timer.trigger_id, firing.acted, firing.reason),),
+                                        decisions=firing.decisions), iso(now))
         if firing.decisions:
             queue.enqueue(firing.decisions)
             acted += 1
+        if tally is not None and runs is not None:
+            runs.add(timer.trigger_id, timer.started, tally.as_dict())
         for following in firing.next_timers:  # set before this one is cleared: a crash between keeps both
             timers.put(following)
+            chained += following.due <= iso(now)
         timers.delete(timer)
-    return SweepResult(due=len(due), acted=acted, called_off=len(due) - acted)
+    return SweepResult(due=len(due), acted=acted, called_off=len(due) - acted, chained=chained)

@@ -40,16 +40,21 @@ class Timer:
     started: str
     due: str
     event: Mapping[str, Any] = field(default_factory=dict)
-    #: "wait" (a trigger's wait), or "deferred" (a decision held back by quiet hours).
+    #: "wait" (a trigger's wait), "deferred" (a decision held back by quiet hours), "step",
+    #: "anniversary", "inactive", or "broadcast" (a page of a broadcast run: chalicelib.broadcasts).
     kind: str = "wait"
     #: The held-back decision (Decision.as_dict()) of a "deferred" timer.
     decision: Mapping[str, Any] | None = None
-    #: The sequence step a "step" timer carries out.
+    #: The sequence step a "step" timer carries out; a "broadcast" timer's profiles shard.
     step: int = 0
+    #: A "broadcast" timer's place in its shard (the last profile id read), None at the start.
+    cursor: str | None = None
 
     @property
     def id(self) -> str:
         base = f"{self.profile_id}#{self.trigger_id}#{self.occurrence}"
+        if self.kind == "broadcast":
+            return f"{base}#b{self.step}#{self.cursor or ''}"
         return f"{base}#s{self.step}" if self.kind == "step" else base
 
     def as_dict(self) -> dict[str, Any]:
@@ -57,15 +62,18 @@ class Timer:
                 "started": self.started, "due": self.due, "event": dict(self.event), "kind": self.kind}
         if self.decision is not None:
             body["decision"] = dict(self.decision)
-        if self.kind == "step":
+        if self.kind in ("step", "broadcast"):
             body["step"] = self.step
+        if self.cursor is not None:
+            body["cursor"] = self.cursor
         return body
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> "Timer":
         return cls(profile_id=raw["profileId"], trigger_id=raw["trigger"], occurrence=raw["occurrence"],
                    started=raw["started"], due=raw["due"], event=raw.get("event", {}),
-                   kind=raw.get("kind", "wait"), decision=raw.get("decision"), step=raw.get("step", 0))
+                   kind=raw.get("kind", "wait"), decision=raw.get("decision"), step=raw.get("step", 0),
+                   cursor=raw.get("cursor"))
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,16 @@ They are indexed under the reserved keys ``@anniversary`` and ``@inactive``
 (event names may not start with ``@``), take no ``wait`` or ``unless``, and
 their ``match`` sees the profile only.
 
+Scheduled broadcasts act on everyone in an audience at a time of the calendar
+(a holiday offer); ``chalicelib.broadcasts`` runs them::
+
+    when:
+      schedule: "cron(0 9 24 12 ? *)"   # or rate(7 days); EventBridge syntax, UTC
+      audience: {profile: {traits: {email: [{exists: true}]}}}   # optional: everyone
+
+They are indexed under ``@broadcast`` and take no ``wait``, ``unless``,
+``steps``, ``exit`` or ``count``.
+
 ``parse_trigger`` checks every rule and reports all problems at once, each
 with its field and reason. Pure: no AWS, no I/O; Liquid is loaded only to
 check inline texts. Evaluation lives in ``chalicelib.evaluate``.
@@ -70,7 +80,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from chalicelib.patterns import Pattern
 
 __all__ = [
-    "ACTION_KINDS", "ANNIVERSARY_KEY", "CALL_TYPES", "CATEGORIES", "INACTIVE_KEY", "Action", "Anniversary",
+    "ACTION_KINDS", "ANNIVERSARY_KEY", "BROADCAST_KEY", "CALL_TYPES", "CATEGORIES", "INACTIVE_KEY", "Action", "Anniversary",
     "Inactivity", "InvalidDefinition", "Trigger", "event_key_for", "parse_trigger", "referenced_templates",
 ]
 
@@ -85,13 +95,14 @@ MAX_WEBHOOK_TIMEOUT = 10
 MAX_EVENT_NAME = 200
 _TOP_KEYS = ("id", "description", "category", "when", "then", "enabled", "wait", "unless", "steps", "exit",
              "reentry")
-_WHEN_KEYS = ("event", "type", "anniversary", "inactive", "match", "count")
+_WHEN_KEYS = ("event", "type", "anniversary", "inactive", "schedule", "audience", "match", "count")
 _STEP_KEYS = ("wait", "match", "then")
 MAX_STEPS = 20
 REENTRY_RULES = ("every", "once")
 #: The index keys of date triggers: never a Segment event's name (those may not start with "@").
 ANNIVERSARY_KEY = "@anniversary"
 INACTIVE_KEY = "@inactive"
+BROADCAST_KEY = "@broadcast"
 _ANNIVERSARY_KEYS = ("trait", "at", "offset", "every", "months")
 _INACTIVE_KEYS = ("for", "event", "at")
 _EVERY = {"year": "year", "month": "month", "none": None}
@@ -193,6 +204,8 @@ class Trigger:
     reentry: str = "every"
     reentry_period: timedelta | None = None
     count: CountRule | None = None
+    #: A broadcast's schedule (event_key BROADCAST_KEY; ``match`` is then its audience).
+    schedule: Any = field(default=None, compare=False)
 
     @property
     def call_type(self) -> str:
@@ -263,7 +276,8 @@ def parse_trigger(
         checker.problem("enabled", "must be true or false")
 
     event_key, match, match_source = checker.when(doc.get("when"))
-    dated = event_key in (ANNIVERSARY_KEY, INACTIVE_KEY)
+    broadcast = event_key == BROADCAST_KEY
+    dated = event_key in (ANNIVERSARY_KEY, INACTIVE_KEY, BROADCAST_KEY)
     own_event = event_key if event_key not in CALL_TYPES and not dated else None
     if "steps" in doc:
         if "then" in doc or "wait" in doc:
@@ -279,11 +293,15 @@ def parse_trigger(
     if exit_on and not steps:
         checker.problem("exit", "is for sequences (steps): a goal event takes the person out of the remaining steps")
     when_doc = doc.get("when") if isinstance(doc.get("when"), Mapping) else {}
-    count = checker.count(when_doc.get("count"), dated)
+    count = checker.count(when_doc.get("count"), dated, broadcast)
     reentry, reentry_period = checker.reentry(doc.get("reentry"))
     if count is not None and "reentry" not in doc:
         reentry, reentry_period = "once_per", count.within  # cross the threshold once per window
-    if dated:
+    if broadcast:
+        for key in ("wait", "unless", "steps", "exit"):
+            if key in doc:
+                checker.problem(key, "is not for broadcasts: they act on their audience at the scheduled time")
+    elif dated:
         for key in ("wait", "unless"):
             if key in doc:
                 checker.problem(key, "is not for date triggers: they act on the day itself "
@@ -296,6 +314,7 @@ def parse_trigger(
         source=json.loads(json.dumps(doc)), wait=wait, unless=unless,
         anniversary=checker.anniversary_rule, inactivity=checker.inactivity_rule,
         steps=steps, exit_on=exit_on, reentry=reentry, reentry_period=reentry_period, count=count,
+        schedule=checker.schedule_rule,
     )
 
 
@@ -308,6 +327,7 @@ class _Checker:
         self.problems: list[FieldProblem] = []
         self.anniversary_rule: Anniversary | None = None
         self.inactivity_rule: Inactivity | None = None
+        self.schedule_rule: Any = None
 
     def problem(self, path: str, rule: str) -> None:
         self.problems.append(FieldProblem(path, rule))
@@ -420,8 +440,11 @@ class _Checker:
         self.problem("reentry", "must be every, once, or {once_per: <duration>} (e.g. {once_per: 30d})")
         return "every", None
 
-    def count(self, raw: Any, dated: bool) -> CountRule | None:
+    def count(self, raw: Any, dated: bool, broadcast: bool = False) -> CountRule | None:
         if raw is None:
+            return None
+        if broadcast:
+            self.problem("when.count", "is not for broadcasts: they act on their audience at the scheduled time")
             return None
         if dated:
             self.problem("when.count", "is for event triggers (how many times within a window)")
@@ -449,9 +472,24 @@ class _Checker:
             return "", None, None
         self.unknown_keys(when, _WHEN_KEYS, "when", "a when field")
         event_key = ""
-        if sum(key in when for key in ("event", "type", "anniversary", "inactive")) != 1:
+        if sum(key in when for key in ("event", "type", "anniversary", "inactive", "schedule")) != 1:
             self.problem("when", "must have exactly one of event (a track event's name), type (page, screen, "
-                                 "identify, group, alias), anniversary (a date trait) or inactive (a silence)")
+                                 "identify, group, alias), anniversary (a date trait), inactive (a silence) "
+                                 "or schedule (a broadcast)")
+        elif "schedule" in when:
+            self.schedule_rule = self.schedule(when["schedule"])
+            event_key = BROADCAST_KEY
+            if "match" in when:
+                self.problem("when.match", "is not for broadcasts: say who receives one with audience")
+            if "audience" not in when:
+                return event_key, None, None
+            before = len(self.problems)
+            match, source = self.match(when["audience"], ("profile",))
+            for index in range(before, len(self.problems)):
+                problem = self.problems[index]
+                self.problems[index] = FieldProblem(problem.field.replace("when.match", "when.audience", 1),
+                                                    problem.rule.replace("a date trigger's", "a broadcast's"))
+            return event_key, match, source
         elif "anniversary" in when:
             self.anniversary_rule = self.anniversary(when["anniversary"])
             event_key = ANNIVERSARY_KEY
@@ -476,9 +514,23 @@ class _Checker:
                 self.problem("when.type", f"must be one of {', '.join(CALL_TYPES)}")
             else:
                 event_key = call_type
+        if "audience" in when:
+            self.problem("when.audience", "is for broadcasts (when.schedule): event triggers use match")
         roots = ("profile",) if event_key in (ANNIVERSARY_KEY, INACTIVE_KEY) else _MATCH_ROOTS
         match, source = self.match(when.get("match"), roots) if "match" in when else (None, None)
         return event_key, match, source
+
+    def schedule(self, raw: Any) -> Any:
+        from chalicelib.durations import parse_schedule
+
+        if not isinstance(raw, str):
+            self.problem("when.schedule", 'must be a schedule: "cron(0 9 24 12 ? *)" or "rate(7 days)"')
+            return None
+        try:
+            return parse_schedule(raw)
+        except ValueError as exc:
+            self.problem("when.schedule", str(exc))
+            return None
 
     def anniversary(self, raw: Any) -> Anniversary | None:
         path = "when.anniversary"

@@ -1,5 +1,6 @@
 """The admin API, with a Bearer admin token: profiles, their events, the
-messages sent to them and why triggers fired or not; EventBridge pattern tests.
+messages sent to them and why triggers fired or not; broadcast runs;
+EventBridge pattern tests.
 
 Also GET /health, which needs no credential and touches nothing.
 """
@@ -83,6 +84,17 @@ def get_profile_messages(user_id: str) -> Response:
 def get_profile_decisions(user_id: str) -> Response:
     profile = _authorized_profile(user_id)
     return json_response({"decisions": dependencies.decision_log().decisions(profile.profile_id, _limit())})
+
+
+@admin.route("/v1/broadcasts/{trigger_id}/runs", methods=["GET"])
+@answers_errors(_CHALLENGE)
+def get_broadcast_runs(trigger_id: str) -> Response:
+    """A broadcast's runs, newest first, with their counts (profiles read,
+    matched the audience, decisions queued, shards done)."""
+    request = admin.current_request
+    auth.require(auth.ADMIN, auth.bearer_token(request.headers), dependencies.key_store(),
+                 get_settings().key_cache_seconds)
+    return json_response({"broadcast": trigger_id, "runs": dependencies.broadcast_runs().runs(trigger_id, _limit())})
 
 
 @admin.route("/v1/test-event-pattern", methods=["POST"])

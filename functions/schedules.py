@@ -2,7 +2,7 @@
 
 In AWS an EventBridge schedule invokes it; in the local stack the local
 runtime does. It fires what is due, in rounds of at most ``ROUND`` timers,
-until nothing is due or the invocation nears its time limit (the next minute's
+(a broadcast's next pages are due at once, so they count as due), until nothing is due or the invocation nears its time limit (the next minute's
 sweep picks up the rest).
 """
 from __future__ import annotations
@@ -31,11 +31,11 @@ def run_sweep(context: Any = None) -> SweepResult:
         result = sweep(utcnow(), timers=dependencies.timer_store(), profiles=dependencies.profile_store(),
                        triggers=dependencies.definitions(), decisions=dependencies.decision_log(),
                        queue=dependencies.send_queue(), limit=ROUND,
-                       fallback_tz=get_settings().fallback_timezone)
+                       fallback_tz=get_settings().fallback_timezone, runs=dependencies.broadcast_runs())
         total = SweepResult(total.due + result.due, total.acted + result.acted,
                             total.called_off + result.called_off)
         out_of_time = context is not None and context.get_remaining_time_in_millis() < RESERVE_MS
-        if result.due < ROUND or out_of_time:
+        if (result.due < ROUND and not result.chained) or out_of_time:
             return total
 
 

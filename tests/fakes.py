@@ -76,6 +76,16 @@ class MemoryProfileStore:
     def link(self, anonymous_id: str, user_id: str) -> None:
         self.links[anonymous_id] = user_id
 
+    def page(self, shard: str, cursor, limit: int):
+        from chalicelib.broadcasts import profile_shard
+
+        ids = sorted(p for p in self.profiles if profile_shard(p) == shard and (cursor is None or p > cursor))
+        chosen = ids[:limit]
+        return chosen, (chosen[-1] if len(ids) > limit else None)
+
+    def get_many(self, profile_ids):
+        return [self.profiles[p] for p in profile_ids if p in self.profiles]
+
 
 class MemoryKeyStore:
     def __init__(self, keys: dict[str, str] | None = None) -> None:
@@ -215,3 +225,34 @@ class MemoryTimers:
     def delete(self, timer) -> None:
         self.writes += 1
         self.items.pop(timer.id, None)
+
+
+class MemoryBroadcastRuns:
+    """Broadcast runs (chalicelib.broadcasts.RunLog) in memory."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, object] = {}
+        self.records: dict[tuple[str, str], dict] = {}
+
+    def last_run(self, trigger_id, now):
+        from chalicelib.segment import parse_time
+
+        mine = sorted(at for (tid, at) in self.records if tid == trigger_id)
+        if mine:
+            return parse_time(mine[-1])
+        return self.seen.setdefault(trigger_id, now)
+
+    def start(self, trigger_id, run_at, started_at, shards) -> bool:
+        if (trigger_id, run_at) in self.records:
+            return False
+        self.records[(trigger_id, run_at)] = {"at": run_at, "startedAt": started_at, "shards": shards,
+                                              "counts": {"profiles": 0, "matched": 0, "queued": 0, "done": 0}}
+        return True
+
+    def add(self, trigger_id, run_at, tally) -> None:
+        counts = self.records[(trigger_id, run_at)]["counts"]
+        for name, value in tally.items():
+            counts[name] += value
+
+    def runs(self, trigger_id, limit):
+        return [self.records[key] for key in sorted(self.records, reverse=True) if key[0] == trigger_id][:limit]

@@ -21,6 +21,8 @@ def pipeline(client, stack):
     for kind in ("templates", "triggers"):
         for path in sorted((ROOT / kind).glob("*.yaml")):
             definition = yaml.safe_load(path.read_text())
+            if "schedule" in (definition.get("when") or {}):
+                continue  # broadcasts go to everyone once the clock passes their date: tests put them
             response = client.http.put(f"/v1/{kind}/{definition['id']}", body=json.dumps(definition),
                                        headers={**admin_headers(), "Content-Type": "application/json"})
             assert response.status_code < 300, response.body

@@ -127,6 +127,13 @@ def run_flows(client: Client, recorder: Recorder, template: dict[str, Any]) -> N
 
     tomorrow = datetime.now(timezone.utc) + timedelta(days=1)
     ok(post(client, "/v1/identify", {"userId": "u1", "traits": {"birthday": f"--{tomorrow:%m-%d}"}}))
+    # A broadcast (the holiday offer, hourly here): the first sweep sees it, a later one runs it.
+    ok(client.http.put("/v1/templates/holiday-offer", headers={**admin_headers(), "Content-Type": "application/json"},
+                       body=json.dumps(yaml.safe_load((ROOT / "templates/holiday-offer.yaml").read_text()))))
+    holiday = yaml.safe_load((ROOT / "triggers/holiday-offer.yaml").read_text())
+    holiday["when"]["schedule"] = "rate(1 hour)"
+    ok(client.http.put("/v1/triggers/holiday-offer", headers={**admin_headers(), "Content-Type": "application/json"},
+                       body=json.dumps(holiday)))
     pipeline.run()
     assert pipeline.failures, "the throttled send was not retried"
     # Later the schedule sweeps the cart reminder's timer and the birthday's.
@@ -138,8 +145,13 @@ def run_flows(client: Client, recorder: Recorder, template: dict[str, Any]) -> N
                                                resources=[])
         with recorder.running(function_id(template, "sweep_timers")):
             assert client.lambda_.invoke("sweep_timers", tick).payload["acted"] >= 1
+        clock.advance(timedelta(hours=2))
+        with recorder.running(function_id(template, "sweep_timers")):
+            assert client.lambda_.invoke("sweep_timers", tick).payload["due"] >= 16  # the broadcast's pages
     finally:
         clock.reset()
+    with recorder.running(api):
+        ok(client.http.get("/v1/broadcasts/holiday-offer/runs", headers=admin_headers()))
     with recorder.running(bus):
         for detail_type, detail in (
             ("page", {"anonymousId": "a2", "name": "Home", "messageId": "bp1"}),

@@ -46,7 +46,7 @@ def test_every_problem_is_reported_at_once_with_its_field():
         "id": "must be 1-64 characters a-z, 0-9, '-' or '_', starting with a letter or digit",
         "category": "must be one of transactional, marketing, internal",
         "when": "must have exactly one of event (a track event's name), type (page, screen, identify, group, "
-                "alias), anniversary (a date trait) or inactive (a silence)",
+                "alias), anniversary (a date trait), inactive (a silence) or schedule (a broadcast)",
         "then": "is required: a list of actions, e.g. - email: {template: welcome, from: ...}",
     }
 
@@ -66,7 +66,7 @@ def test_the_error_message_names_file_field_and_reason():
     (trigger(description=3), "description", "must be a string: a sentence saying what the trigger is for"),
     (trigger(when={"type": "page", "event": "Signed Up"}), "when",
      "must have exactly one of event (a track event's name), type (page, screen, identify, group, alias), "
-     "anniversary (a date trait) or inactive (a silence)"),
+     "anniversary (a date trait), inactive (a silence) or schedule (a broadcast)"),
     (trigger(when={"event": ""}), "when.event", "must be a track event's name (1-200 characters)"),
     (trigger(when={"event": "page"}), "when.event",
      "is a Segment call type: write when: {type: page} for page calls"),
@@ -74,7 +74,7 @@ def test_the_error_message_names_file_field_and_reason():
      "track calls are matched by name: write when: {event: <event name>}"),
     (trigger(when={"type": "pageview"}), "when.type", "must be one of page, screen, identify, group, alias"),
     (trigger(when={"event": "Signed Up", "if": {}}), "when.if",
-     "is not a when field (expected one of event, type, anniversary, inactive, match, count)"),
+     "is not a when field (expected one of event, type, anniversary, inactive, schedule, audience, match, count)"),
     (trigger(when="Signed Up"), "when",
      "is required: {event: <track event name>} or {type: page|screen|identify|group|alias}"),
     (trigger(when={"event": "Signed Up"}, then=[{"email": {}, "sms": {}}]), "then[0]",
