@@ -8,6 +8,7 @@ no traceback and let go of its ports.
 from __future__ import annotations
 
 import base64
+import contextlib
 import ctypes
 import os
 import signal
@@ -140,18 +141,22 @@ def start_stack(env_overrides: dict[str, str], log_path: Path) -> subprocess.Pop
         log_file.close()
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@contextlib.contextmanager
+def running_stack(log_dir: Path, name: str = "the local stack",
+                  env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """Start a local stack on free ports, wait until it is ready, yield it, then
+    stop it with SIGTERM and check it exited cleanly, logged no traceback and
+    let go of its ports."""
     port, aws_port = free_port(), free_port()
-    log_path = tmp_path_factory.mktemp("local-stack") / "local_stack.log"
+    log_path = log_dir / "local_stack.log"
     process = start_stack({"PORT": str(port), "AWS_PORT": str(aws_port), "NUDGE_WRITE_KEY": WRITE_KEY,
-                           "NUDGE_ADMIN_TOKEN": ADMIN_TOKEN}, log_path)
+                           "NUDGE_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})}, log_path)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             if process.poll() is not None:
-                pytest.fail(f"the local stack exited with {process.returncode}:\n{_tail(log_path)}")
+                pytest.fail(f"{name} exited with {process.returncode}:\n{_tail(log_path)}")
             try:
                 healthy = requests.get(url + "/health", timeout=2).status_code == 200
             except requests.ConnectionError:
@@ -159,7 +164,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             if healthy and READY_LINE in log_path.read_text(errors="replace"):
                 break
             if time.monotonic() > deadline:
-                pytest.fail(f"the local stack was not ready within {START_TIMEOUT:.0f} s:\n{_tail(log_path)}")
+                pytest.fail(f"{name} was not ready within {START_TIMEOUT:.0f} s:\n{_tail(log_path)}")
             time.sleep(0.1)
         yield Stack(url=url, endpoint_url=f"http://127.0.0.1:{aws_port}", write_key=WRITE_KEY,
                     admin_token=ADMIN_TOKEN, bus="nudge", log_path=log_path)
@@ -171,8 +176,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-                pytest.fail(f"the local stack did not stop on SIGTERM:\n{_tail(log_path)}")
+                pytest.fail(f"{name} did not stop on SIGTERM:\n{_tail(log_path)}")
     log = log_path.read_text(errors="replace")
-    assert process.returncode == 0, f"the local stack exited with {process.returncode}:\n{_tail(log_path)}"
-    assert "Traceback" not in log, f"the local stack logged an unexpected error:\n{log}"
-    assert port_is_free(port) and port_is_free(aws_port), "the local stack left a port bound"
+    assert process.returncode == 0, f"{name} exited with {process.returncode}:\n{_tail(log_path)}"
+    assert "Traceback" not in log, f"{name} logged an unexpected error:\n{log}"
+    assert port_is_free(port) and port_is_free(aws_port), f"{name} left a port bound"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("local-stack")) as running:
+        yield running

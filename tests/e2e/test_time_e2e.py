@@ -19,13 +19,9 @@ from __future__ import annotations
 
 import math
 import random
-import signal
-import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, Iterator
 from zoneinfo import ZoneInfo
 
@@ -34,19 +30,7 @@ import requests
 import segment.analytics as analytics
 
 from infra.local_stack import STACK_NAME
-from tests.e2e.conftest import (
-    ADMIN_TOKEN,
-    READY_LINE,
-    START_TIMEOUT,
-    STOP_TIMEOUT,
-    WRITE_KEY,
-    Stack,
-    _tail,
-    eventually,
-    free_port,
-    port_is_free,
-    start_stack,
-)
+from tests.e2e.conftest import Stack, eventually, running_stack
 from tests.e2e.moto_records import MotoRecords
 
 #: How long one step of the pipeline (API -> stream -> queue -> SES/SNS) may take here.
@@ -84,44 +68,11 @@ def iso(moment: datetime) -> str:
 
 @pytest.fixture(scope="module")
 def time_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A local stack for this module alone (see the module docstring), started
-    and stopped exactly as the session's ``stack`` fixture does it."""
-    port, aws_port = free_port(), free_port()
-    log_path: Path = tmp_path_factory.mktemp("time-stack") / "local_stack.log"
+    """A local stack for this module alone (see the module docstring)."""
     # Quiet hours at their defaults (SMS 08:00-21:00; email never held), UTC for unknown zones.
-    process = start_stack({"PORT": str(port), "AWS_PORT": str(aws_port), "NUDGE_WRITE_KEY": WRITE_KEY,
-                           "NUDGE_ADMIN_TOKEN": ADMIN_TOKEN, "NUDGE_QUIET_HOURS": "",
-                           "NUDGE_FALLBACK_TIMEZONE": "UTC"}, log_path)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the time-travel stack exited with {process.returncode}:\n{_tail(log_path)}")
-            try:
-                healthy = requests.get(url + "/health", timeout=2).status_code == 200
-            except requests.ConnectionError:
-                healthy = False
-            if healthy and READY_LINE in log_path.read_text(errors="replace"):
-                break
-            if time.monotonic() > deadline:
-                pytest.fail(f"the time-travel stack was not ready within {START_TIMEOUT:.0f} s:\n{_tail(log_path)}")
-            time.sleep(0.1)
-        yield Stack(url=url, endpoint_url=f"http://127.0.0.1:{aws_port}", write_key=WRITE_KEY,
-                    admin_token=ADMIN_TOKEN, bus="nudge", log_path=log_path)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-                pytest.fail(f"the time-travel stack did not stop on SIGTERM:\n{_tail(log_path)}")
-    log = log_path.read_text(errors="replace")
-    assert process.returncode == 0, f"the time-travel stack exited with {process.returncode}:\n{_tail(log_path)}"
-    assert "Traceback" not in log, f"the time-travel stack logged an unexpected error:\n{log}"
-    assert port_is_free(port) and port_is_free(aws_port), "the time-travel stack left a port bound"
+    with running_stack(tmp_path_factory.mktemp("time-stack"), "the time-travel stack",
+                       {"NUDGE_QUIET_HOURS": "", "NUDGE_FALLBACK_TIMEZONE": "UTC"}) as running:
+        yield running
 
 
 @dataclass(frozen=True)
