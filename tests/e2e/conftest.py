@@ -62,6 +62,21 @@ class Stack:
     def profile(self, user_id: str) -> requests.Response:
         return self.admin_get(f"/v1/profiles/{user_id}")
 
+    def messages(self, user_id: str) -> list[dict[str, Any]]:
+        """The person's message history ([] for someone not seen yet)."""
+        return self._listed(f"/v1/profiles/{user_id}/messages?limit=500", "messages")
+
+    def decisions(self, user_id: str) -> list[dict[str, Any]]:
+        """Why each trigger did or did not fire for the person ([] for someone not seen yet)."""
+        return self._listed(f"/v1/profiles/{user_id}/decisions?limit=500", "decisions")
+
+    def _listed(self, path: str, key: str) -> list[dict[str, Any]]:
+        response = self.admin_get(path)
+        if response.status_code == 404:
+            return []
+        assert response.status_code == 200, response.text
+        return response.json()[key]
+
     def history(self, user_id: str, page_size: int = 100) -> list[dict[str, Any]]:
         """Every stored event of a person, newest first, following the cursor."""
         events: list[dict[str, Any]] = []

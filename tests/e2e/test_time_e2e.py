@@ -86,18 +86,10 @@ class Engine:
     # -- admin reads ------------------------------------------------------------------------------
 
     def messages(self, user: str) -> list[dict[str, Any]]:
-        response = self.stack.admin_get(f"/v1/profiles/{user}/messages?limit=500")
-        if response.status_code == 404:
-            return []
-        assert response.status_code == 200, response.text
-        return response.json()["messages"]
+        return self.stack.messages(user)
 
     def decisions(self, user: str) -> list[dict[str, Any]]:
-        response = self.stack.admin_get(f"/v1/profiles/{user}/decisions?limit=500")
-        if response.status_code == 404:
-            return []
-        assert response.status_code == 200, response.text
-        return response.json()["decisions"]
+        return self.stack.decisions(user)
 
     def verdicts(self, user: str, trigger: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """(event, verdict) for every evaluation of ``trigger`` about the person, newest first."""

@@ -45,18 +45,10 @@ class Engine:
     send_queue_url: str
 
     def messages(self, user: str) -> list[dict[str, Any]]:
-        response = self.stack.admin_get(f"/v1/profiles/{user}/messages?limit=500")
-        if response.status_code == 404:
-            return []
-        assert response.status_code == 200, response.text
-        return response.json()["messages"]
+        return self.stack.messages(user)
 
     def decisions(self, user: str) -> list[dict[str, Any]]:
-        response = self.stack.admin_get(f"/v1/profiles/{user}/decisions?limit=500")
-        if response.status_code == 404:
-            return []
-        assert response.status_code == 200, response.text
-        return response.json()["decisions"]
+        return self.stack.decisions(user)
 
     def messages_when(self, user: str, count: int) -> list[dict[str, Any]]:
         """The person's messages once ``count`` of them have a final status."""

@@ -81,3 +81,25 @@ class Pipeline:
             if not self.arrivals() + self.sends():
                 return
         raise AssertionError("the pipeline did not settle")
+
+
+def record_calls(monkeypatch: Any) -> list[tuple[str, str | None]]:
+    """From now on, every AWS call this test makes: (operation, IndexName or None)."""
+    import botocore.client
+
+    calls: list[tuple[str, str | None]] = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def recording(api: Any, operation: str, params: dict[str, Any]) -> Any:
+        calls.append((operation, params.get("IndexName")))
+        return original(api, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
+    return calls
+
+
+def tick(client: Client) -> dict[str, Any]:
+    """One run of the sweep_timers schedule, as EventBridge invokes it."""
+    event = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
+                                            resources=[])
+    return client.lambda_.invoke("sweep_timers", event).payload

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tests.integration.conftest import admin_headers, get_json, post
-from tests.integration.pipeline import Pipeline
+from tests.integration.pipeline import Pipeline, record_calls
 from tests.integration.test_date_triggers import advance_to, engine_now
 from tests.integration.test_pipeline import messages
 from tests.integration.test_waits import advance
@@ -75,16 +75,7 @@ def test_the_runs_need_the_admin_token(client, stack):
 
 
 def test_the_sweep_reads_the_audience_by_query_and_never_scans(client, holiday, monkeypatch):
-    import botocore.client
-
-    calls = []
-    original = botocore.client.BaseClient._make_api_call
-
-    def recording(api, operation, params):
-        calls.append((operation, params.get("IndexName")))
-        return original(api, operation, params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
+    calls = record_calls(monkeypatch)
     advance_to(client, next_holiday(client))
     operations = {operation for operation, _ in calls}
     assert ("Query", "by_shard") in calls and "BatchGetItem" in operations and "UpdateItem" in operations

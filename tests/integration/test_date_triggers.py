@@ -4,6 +4,7 @@ from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from tests.integration.conftest import get_json, post
+from tests.integration.pipeline import record_calls, tick
 from tests.integration.test_pipeline import messages, pipeline  # noqa: F401 (fixture)
 from tests.integration.test_waits import advance
 
@@ -82,25 +83,15 @@ def test_a_win_back_offer_after_thirty_silent_days_but_not_for_someone_who_came_
 
 
 def test_the_sweep_of_date_triggers_never_scans(client, pipeline, monkeypatch):  # noqa: F811
-    import botocore.client
-
     from chalicelib import clock
 
     day = (engine_now(client) + timedelta(days=1)).date()
     post(client, "/v1/identify", {"userId": "scan1", "traits": {"email": "scan1@example.org", "timezone": "UTC",
                                                                 "birthday": f"--{day:%m-%d}"}})
     pipeline.run()
-    calls = []
-    original = botocore.client.BaseClient._make_api_call
-
-    def recording(api, operation, params):
-        calls.append(operation)
-        return original(api, operation, params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
+    calls = record_calls(monkeypatch)
     clock.advance(timedelta(days=2))
-    tick = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
-                                           resources=[])
-    result = client.lambda_.invoke("sweep_timers", tick).payload
+    result = tick(client)
     assert result["acted"] >= 1
-    assert "Query" in calls and "PutItem" in calls and "Scan" not in calls  # next year's timer is put
+    operations = {operation for operation, _ in calls}
+    assert "Query" in operations and "PutItem" in operations and "Scan" not in operations  # next year's timer

@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 
 from tests.integration.conftest import admin_headers, get_json, post
+from tests.integration.pipeline import record_calls, tick
 from tests.integration.test_pipeline import messages, pipeline  # noqa: F401 (fixture)
 
 
@@ -50,26 +51,16 @@ def test_an_order_within_the_hour_means_no_reminder(client, pipeline):  # noqa: 
 
 
 def test_the_scheduled_sweep_reads_by_query_and_never_scans(client, pipeline, monkeypatch):  # noqa: F811
-    import botocore.client
-
     from chalicelib import clock
 
     shopper(client, "cart3")
     pipeline.run()
-    calls = []
-    original = botocore.client.BaseClient._make_api_call
-
-    def recording(api, operation, params):
-        calls.append(operation)
-        return original(api, operation, params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
+    calls = record_calls(monkeypatch)
     clock.advance(timedelta(hours=2))
-    tick = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
-                                           resources=[])
-    result = client.lambda_.invoke("sweep_timers", tick).payload
+    result = tick(client)
     assert result["due"] >= 1 and result["acted"] >= 1
-    assert "Query" in calls and "Scan" not in calls
+    operations = {operation for operation, _ in calls}
+    assert "Query" in operations and "Scan" not in operations
 
 
 def test_time_travel_is_refused_outside_the_local_stage(stack):
