@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from chalicelib.ports import Channels, DecisionLog, EventLog, KeyStore, Ledger, ProfileStore, SendQueue, TimerStore
+from chalicelib.ports import (
+    Channels, ConsentStore, DecisionLog, EventLog, KeyStore, Ledger, ProfileStore, SendQueue, TimerStore,
+)
 from chalicelib.settings import Settings, get_settings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,6 +41,12 @@ def _definitions(settings: Settings) -> Any:
     return DynamoDefinitions(settings)
 
 
+def _consent(settings: Settings) -> Any:
+    from chalicelib.consent_store import DynamoConsentStore
+
+    return DynamoConsentStore(settings)
+
+
 def _channels(settings: Settings) -> Any:
     from chalicelib.channels import AwsChannels
 
@@ -55,6 +63,7 @@ _FACTORIES: dict[str, Callable[[Settings], Any]] = {
     "broadcast_runs": _dynamodb("DynamoBroadcastRuns"),
     "send_queue": _send_queue,
     "channels": _channels,
+    "consent": _consent,
     "definitions": _definitions,
 }
 
@@ -99,6 +108,10 @@ def channels() -> Channels:
 
 def timer_store() -> TimerStore:
     return _get("timers")
+
+
+def consent_store() -> ConsentStore:
+    return _get("consent")
 
 
 def broadcast_runs() -> Any:

@@ -12,6 +12,7 @@ from chalicelib.profiles import Profile
 from chalicelib.segment import Event
 
 if TYPE_CHECKING:
+    from chalicelib.consent import Consent, Suppression
     from chalicelib.evaluate import Decision, Evaluation
 
 
@@ -167,3 +168,44 @@ class TimerStore(Protocol):
 
     def delete(self, timer: Any) -> None:
         """Clear a timer that has fired (one write)."""
+
+
+class ConsentStore(Protocol):
+    """Subscriptions with their consent history, suppressions by salted hash,
+    erased people, and the send budget's state (chalicelib.consent, chalicelib.budget)."""
+
+    def preferences(self, profile_id: str) -> dict[str, "Consent"]:
+        """The person's subscription states by key (``email:offers``, ``email:*``)."""
+
+    def set_preferences(self, profile_id: str, changes: Mapping[str, "Consent"]) -> dict[str, "Consent"]:
+        """Apply ``changes`` and keep each in the consent history, all or nothing;
+        returns the states after them. Concurrent changes are merged, none lost."""
+
+    def consent_history(self, profile_id: str) -> list[dict[str, Any]]:
+        """Every consent change, oldest first: ``{key, subscribed, source, at}``."""
+
+    def suppression(self, address: str) -> "Suppression | None":
+        """The suppression of this email address or phone number, if any."""
+
+    def suppress(self, address: str, scope: str, reason: str, at: str) -> None:
+        """Suppress an address (scope ``all`` or ``marketing``); a suppression of
+        scope ``all`` is never narrowed to ``marketing``."""
+
+    def lift(self, address: str, reasons: Sequence[str]) -> bool:
+        """Remove the address's suppression if its reason is one of ``reasons``
+        (fresh consent after an erasure); True when one was removed."""
+
+    def erased(self, user_id: str) -> bool:
+        """True when a person with this user id was erased."""
+
+    def mark_erased(self, user_id: str, at: str) -> None:
+        """Keep the salted hash of an erased person's user id."""
+
+    def forget(self, profile_id: str) -> None:
+        """Remove the person's subscription states, consent history and budget."""
+
+    def budget(self, profile_id: str, channel: str) -> tuple[dict[str, Any], int]:
+        """The budget state of the person on the channel and its version (0: none yet)."""
+
+    def save_budget(self, profile_id: str, channel: str, state: Mapping[str, Any], version: int) -> None:
+        """Write the state if its version is still ``version``; ConcurrentUpdate otherwise."""

@@ -20,6 +20,7 @@ TABLE_VARIABLES = {
     "NUDGE_DELIVERIES_TABLE": "send ledger, message history and trigger decisions",
     "NUDGE_TIMERS_TABLE": "waiting triggers, by due time",
     "NUDGE_DEFINITIONS_TABLE": "trigger and template definitions, with every version",
+    "NUDGE_CONSENT_TABLE": "subscriptions and consent history, suppressions, send budgets, feedback counts",
 }
 
 
@@ -51,6 +52,24 @@ class Settings:
     definitions_table: str = "nudge-local-definitions"
     #: How long a function reuses the triggers it looked up for an event name.
     definitions_cache_seconds: float = 5.0
+    consent_table: str = "nudge-local-consent"
+    #: Marketing messages per person and channel, e.g. "email=3/7d,sms=1/1d"
+    #: (NUDGE_FATIGUE_BUDGET; chalicelib.budget). "email=off" lifts a channel's cap.
+    fatigue_budget: str = ""
+    #: The subscription topics people can leave, as JSON (NUDGE_TOPICS; chalicelib.consent.parse_topics).
+    topics: str = ""
+    #: Keys that sign unsubscribe links, "kid:secret,kid:secret": the first signs,
+    #: all verify (rotation). NUDGE_UNSUBSCRIBE_KEYS.
+    unsubscribe_keys: str = ""
+    #: Days an unsubscribe link stays valid (at least 30; RFC 8058 links live in old mail).
+    unsubscribe_token_days: int = 90
+    #: The HTTPS base the public pages are reached at (NUDGE_PUBLIC_URL), e.g.
+    #: https://example.execute-api.us-east-1.amazonaws.com/api.
+    public_url: str = ""
+    #: An address whose mail unsubscribes the sender (the mailto of List-Unsubscribe); optional.
+    unsubscribe_mailto: str = ""
+    #: Salt of the hashes kept for suppressed addresses and erased people (NUDGE_HASH_SALT).
+    hash_salt: str = ""
 
 
 def _origins(raw: str) -> tuple[str, ...]:
@@ -81,4 +100,12 @@ def get_settings() -> Settings:
         key_cache_seconds=float(env.get("NUDGE_KEY_CACHE_SECONDS", 60)),
         definitions_table=env.get("NUDGE_DEFINITIONS_TABLE", "nudge-local-definitions"),
         definitions_cache_seconds=float(env.get("NUDGE_DEFINITIONS_CACHE_SECONDS", 5)),
+        consent_table=env.get("NUDGE_CONSENT_TABLE", "nudge-local-consent"),
+        fatigue_budget=env.get("NUDGE_FATIGUE_BUDGET", ""),
+        topics=env.get("NUDGE_TOPICS", ""),
+        unsubscribe_keys=env.get("NUDGE_UNSUBSCRIBE_KEYS", ""),
+        unsubscribe_token_days=max(30, int(env.get("NUDGE_UNSUBSCRIBE_TOKEN_DAYS", 90))),
+        public_url=env.get("NUDGE_PUBLIC_URL", "").rstrip("/"),
+        unsubscribe_mailto=env.get("NUDGE_UNSUBSCRIBE_MAILTO", ""),
+        hash_salt=env.get("NUDGE_HASH_SALT", ""),
     )

@@ -41,6 +41,9 @@ HOST = "127.0.0.1"
 REGION = "us-east-1"
 DEFAULT_WRITE_KEY = "nudge-local-write-key"
 DEFAULT_ADMIN_TOKEN = "nudge-local-admin-token"
+#: Local stand-ins for secrets a deployment passes as NoEcho parameters.
+LOCAL_UNSUBSCRIBE_KEYS = "local:nudge-local-unsubscribe-signing-key"
+LOCAL_HASH_SALT = "nudge-local-hash-salt"
 
 log = logging.getLogger("local_stack")
 
@@ -102,6 +105,17 @@ def ensure_port_free(port: int) -> None:
             probe.bind((HOST, port))
         except OSError as exc:
             raise OSError(exc.errno, f"{HOST}:{port} is already in use ({exc.strerror})") from exc
+
+
+def local_parameters(public_url: str) -> dict[str, str]:
+    """The template parameters of a local stack: its own URL, and stand-ins
+    for the secrets (the environment may set real ones)."""
+    return {
+        "PublicUrl": public_url,
+        "UnsubscribeSigningKeys": os.environ.get("NUDGE_UNSUBSCRIBE_KEYS", LOCAL_UNSUBSCRIBE_KEYS),
+        "UnsubscribeMailto": os.environ.get("NUDGE_UNSUBSCRIBE_MAILTO", "unsubscribe@example.com"),
+        "HashSalt": os.environ.get("NUDGE_HASH_SALT", LOCAL_HASH_SALT),
+    }
 
 
 def verify_senders(domains: tuple[str, ...], configuration_set: str) -> None:
@@ -175,7 +189,7 @@ class LocalStack:
         # moto logs each resource type it cannot create; its UserWarning repeats it.
         warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
         cloudformation = boto3.client("cloudformation")
-        template.create_stack(cloudformation, self.options.stack_name)
+        template.create_stack(cloudformation, self.options.stack_name, local_parameters(self.api_url))
         self.environment = template.stack_environment(cloudformation, self.options.stack_name)
         os.environ.update(self.environment)
 

@@ -256,3 +256,73 @@ class MemoryBroadcastRuns:
 
     def runs(self, trigger_id, limit):
         return [self.records[key] for key in sorted(self.records, reverse=True) if key[0] == trigger_id][:limit]
+
+
+class MemoryConsentStore:
+    """ConsentStore in memory; hashes like the DynamoDB adapter so nothing but
+    hashes of addresses and user ids is kept."""
+
+    def __init__(self, salt: str = "test-salt") -> None:
+        from chalicelib.consent import digest
+
+        self._digest = digest
+        self.salt = salt
+        self.states: dict[str, dict] = {}
+        self.history: dict[str, list] = {}
+        self.suppressions: dict[str, object] = {}
+        self.erased_ids: set[str] = set()
+        self.budgets: dict[tuple[str, str], tuple[dict, int]] = {}
+
+    def preferences(self, profile_id):
+        return dict(self.states.get(profile_id, {}))
+
+    def set_preferences(self, profile_id, changes):
+        self.states.setdefault(profile_id, {}).update(changes)
+        for key, consent in changes.items():
+            self.history.setdefault(profile_id, []).append({"key": key, **consent.as_dict()})
+        return dict(self.states[profile_id])
+
+    def consent_history(self, profile_id):
+        return list(self.history.get(profile_id, []))
+
+    def suppression(self, address):
+        return self.suppressions.get(self._digest(self.salt, address))
+
+    def suppress(self, address, scope, reason, at):
+        from chalicelib.consent import Suppression
+
+        key = self._digest(self.salt, address)
+        held = self.suppressions.get(key)
+        if held is not None and held.scope == "all" and scope != "all":
+            return
+        self.suppressions[key] = Suppression(scope, reason, at)
+
+    def lift(self, address, reasons):
+        key = self._digest(self.salt, address)
+        held = self.suppressions.get(key)
+        if held is None or held.reason not in reasons:
+            return False
+        del self.suppressions[key]
+        return True
+
+    def erased(self, user_id):
+        return self._digest(self.salt, user_id, fold_case=False) in self.erased_ids
+
+    def mark_erased(self, user_id, at):
+        self.erased_ids.add(self._digest(self.salt, user_id, fold_case=False))
+
+    def forget(self, profile_id):
+        self.states.pop(profile_id, None)
+        self.history.pop(profile_id, None)
+        for key in [k for k in self.budgets if k[0] == profile_id]:
+            del self.budgets[key]
+
+    def budget(self, profile_id, channel):
+        return self.budgets.get((profile_id, channel), ({}, 0))
+
+    def save_budget(self, profile_id, channel, state, version):
+        from chalicelib.errors import ConcurrentUpdate
+
+        if self.budgets.get((profile_id, channel), ({}, 0))[1] != version:
+            raise ConcurrentUpdate(profile_id)
+        self.budgets[(profile_id, channel)] = (dict(state), version + 1)

@@ -16,7 +16,7 @@ from chalicelib.dynamodb import DynamoKeyStore
 from chalicelib.settings import get_settings
 from chalicelib.aws_clients import forget_clients
 from infra import template
-from infra.local_stack import verify_senders
+from infra.local_stack import local_parameters, verify_senders
 
 WRITE_KEY = "test-write-key"
 ADMIN_TOKEN = "test-admin-token"
@@ -26,7 +26,7 @@ ADMIN_TOKEN = "test-admin-token"
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     with mock_aws():
         cloudformation = boto3.client("cloudformation")
-        template.create_stack(cloudformation, "nudge-test")
+        template.create_stack(cloudformation, "nudge-test", local_parameters("https://nudge.example.com/api"))
         env = template.stack_environment(cloudformation, "nudge-test")
         for name, value in env.items():
             monkeypatch.setenv(name, value)
