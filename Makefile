@@ -23,12 +23,23 @@ $(VENV)/.installed: $(BIN)/python requirements.txt requirements-dev.txt
 run: $(VENV)/.installed
 	AWS_PORT=$(AWS_PORT) PORT=$(PORT) $(BIN)/python -m infra.local_stack
 
+## Debian's headless Chromium and its driver, for the browser tests (tests/e2e);
+## installed once with apt-get (as root) when either is missing.
+.PHONY: browser
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			chromium chromium-driver; \
+	fi
+
 ## Every test: unit, integration, packaging and end-to-end on the local stack.
-test: $(VENV)/.installed
+test: $(VENV)/.installed browser
 	$(BIN)/python -m pytest
 
 unit integration e2e packaging: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/$@
+
+e2e: browser
 
 ## Cost and speed figures, as ratios measured in one run (see README).
 bench: $(VENV)/.installed

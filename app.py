@@ -13,6 +13,9 @@ from functions.arrivals import arrivals
 from functions.bus import bus
 from functions.definitions_api import definitions
 from functions.delivery import delivery
+from functions.docs import docs
+from functions.feedback import feedback
+from functions.preferences import preferences
 from functions.schedules import schedules
 from functions.tracking import tracking
 
@@ -39,5 +42,8 @@ app.register_blueprint(admin)
 app.register_blueprint(bus)
 app.register_blueprint(arrivals)
 app.register_blueprint(delivery)
+app.register_blueprint(feedback)
 app.register_blueprint(schedules)
 app.register_blueprint(definitions)
+app.register_blueprint(preferences)
+app.register_blueprint(docs)

@@ -69,4 +69,7 @@ def measure() -> dict[str, float]:
         "single_wcu": single.write_units / EVENTS,
         "batch_calls": batched.total_calls / EVENTS,
         "batch_wcu": batched.write_units / EVENTS,
+        "single_rru": single.read_units / EVENTS,
+        "batch_rru": batched.read_units / EVENTS,
+        "events_per_batch": EVENTS,
     }

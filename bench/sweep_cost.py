@@ -36,7 +36,7 @@ DUE_TODAY = 100
 ZONES = ("Europe/Berlin", "America/Los_Angeles", "Asia/Tokyo", "UTC")
 TODAY = date(2027, 4, 12)
 STEP = timedelta(hours=12)
-BIRTHDAY = {"id": "birthday", "category": "marketing", "when": {"anniversary": {"trait": "birthday", "at": "09:00"}},
+BIRTHDAY = {"id": "birthday", "category": "marketing", "topic": "offers", "when": {"anniversary": {"trait": "birthday", "at": "09:00"}},
             "then": [{"email": {"template": "birthday", "from": "Shop <hello@example.com>"}}]}
 
 

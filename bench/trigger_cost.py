@@ -9,7 +9,9 @@ the triggers for that name). The ratio of the two median times is reported.
 Per message: whitepaper downloads from distinct people go through the real
 handlers (chalice.test.Client against moto with the tables from infra/): the
 calls and write units counted are those made while the delivery function runs,
-divided by the messages it sent.
+divided by the messages it sent; those of the evaluator, which reads the
+events off the stream and queues the decisions, are reported apart
+(``evaluation_*``).
 """
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ def _evaluation_seconds(other_triggers: int, rounds: int = 2000) -> float:
 
     def trigger(index: int, event: str) -> Any:
         return parse_trigger({
-            "id": f"t{index:05d}", "description": "", "category": "marketing",
+            "id": f"t{index:05d}", "description": "", "category": "marketing", "topic": "offers",
             "when": {"event": event, "match": {"event": {"properties": {"total": [{"numeric": [">", 100]}]}}}},
             "then": [{"update_profile": {"increment": {"score": 1}}}],
         }, templates=None, origin="bench", check_liquid=False)
@@ -89,12 +91,16 @@ def per_message() -> dict[str, float]:
     from chalicelib.dynamodb import DynamoKeyStore
     from chalicelib.settings import get_settings
     from infra import template
-    from infra.local_stack import verify_senders
+    from infra.local_stack import LOCAL_HASH_SALT, LOCAL_UNSUBSCRIBE_KEYS, verify_senders
     from tests.integration.pipeline import Pipeline
 
     with mock_aws():
         cloudformation = boto3.client("cloudformation")
-        template.create_stack(cloudformation, "nudge-bench")
+        # Marketing email carries unsubscribe links: the stack needs its public URL and signing keys
+        # (given here, not read from the environment an earlier measurement filled with its own stack's).
+        template.create_stack(cloudformation, "nudge-bench", {
+            "PublicUrl": "https://nudge.example.com", "UnsubscribeSigningKeys": LOCAL_UNSUBSCRIBE_KEYS,
+            "UnsubscribeMailto": "unsubscribe@example.com", "HashSalt": LOCAL_HASH_SALT})
         env = template.stack_environment(cloudformation, "nudge-bench")
         os.environ.update(env)
         dependencies.override()
@@ -121,8 +127,9 @@ def per_message() -> dict[str, float]:
                     {"userId": person, "event": "Whitepaper Downloaded",
                      "properties": {"asset": "guide.pdf", "title": "Guide"}}))
             pipeline = Pipeline(client, env)
-            while pipeline.arrivals():
-                pass
+            with counting() as evaluation:
+                while pipeline.arrivals():
+                    pass
             with counting() as delivery:
                 while pipeline.sends():
                     pass
@@ -133,4 +140,12 @@ def per_message() -> dict[str, float]:
         "calls": handler_calls / MESSAGES,
         "channel_calls": channel_calls / MESSAGES,
         "wcu": delivery.write_units / MESSAGES,
+        "rru": delivery.read_units / MESSAGES,
+        "emails": sum(n for call, n in delivery.calls.items() if call.startswith("sesv2:Send")) / MESSAGES,
+        # The evaluator's part: the stream's events (an identify and a download per message) evaluated.
+        "evaluation_calls": sum(n for call, n in evaluation.calls.items()
+                                if not call.startswith(("sqs:", "dynamodbstreams:"))) / MESSAGES,
+        "evaluation_queue_calls": sum(n for call, n in evaluation.calls.items() if call.startswith("sqs:")) / MESSAGES,
+        "evaluation_wcu": evaluation.write_units / MESSAGES,
+        "evaluation_rru": evaluation.read_units / MESSAGES,
     }

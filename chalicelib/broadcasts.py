@@ -101,7 +101,7 @@ def page_decisions(trigger: Trigger, run_at: str, profiles: Iterable[Profile]) -
         decisions.extend(
             Decision(profile_id=profile.profile_id, trigger_id=trigger.id, trigger_version=trigger.version,
                      category=trigger.category, occurrence=occurrence(trigger.id, run_at), action=action,
-                     event=event)
+                     event=event, policy=trigger.policy)
             for action in trigger.actions)
     return decisions, matched
 

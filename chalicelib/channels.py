@@ -23,6 +23,8 @@ from chalicelib.settings import Settings
 _RETRYABLE_CODES = {
     "Throttling", "ThrottlingException", "TooManyRequestsException", "LimitExceededException",
     "ServiceUnavailable", "InternalFailure", "InternalError", "InternalServerError", "RequestTimeout",
+    # SNS answers throttling with code "Throttled" and HTTP 429 (ThrottledException).
+    "Throttled",
 }
 
 
@@ -30,7 +32,7 @@ def _classified(exc: Exception) -> Exception:
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code in _RETRYABLE_CODES or status >= 500:
+        if code in _RETRYABLE_CODES or status >= 500 or status == 429:
             return SendRetryable(f"{code}: {exc}")
         return SendRejected(f"{code}: {exc.response.get('Error', {}).get('Message', '')}".strip())
     if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
@@ -43,24 +45,26 @@ class AwsChannels:
         self._settings = settings
 
     def send_email(self, to: str, sender: str, reply_to: str | None, subject: str,
-                   html: str | None, text: str | None, tags: Mapping[str, str]) -> str:
-        body: dict[str, Any] = {}
-        if html:
-            body["Html"] = {"Data": html, "Charset": "UTF-8"}
-        if text:
-            body["Text"] = {"Data": text, "Charset": "UTF-8"}
+                   html: str | None, text: str | None, tags: Mapping[str, str],
+                   headers: Mapping[str, str]) -> str:
+        """Send a MIME message (SES v2 raw content): the only form that carries
+        our own headers (List-Unsubscribe, X-Nudge-Message) on every SES API."""
         request: dict[str, Any] = {
             "FromEmailAddress": sender,
             "Destination": {"ToAddresses": [to]},
-            "Content": {"Simple": {"Subject": {"Data": subject, "Charset": "UTF-8"}, "Body": body}},
+            "Content": {"Raw": {"Data": mime_message(to, sender, reply_to, subject, html, text, headers)}},
             "EmailTags": [{"Name": k, "Value": _tag(v)} for k, v in tags.items()],
         }
-        if reply_to:
-            request["ReplyToAddresses"] = [reply_to]
         if self._settings.ses_configuration_set:
             request["ConfigurationSetName"] = self._settings.ses_configuration_set
         try:
             return client("sesv2").send_email(**request)["MessageId"]
+        except (ClientError, BotoCoreError) as exc:
+            raise _classified(exc) from exc
+
+    def sms_opted_out(self, phone: str) -> bool:
+        try:
+            return bool(client("sns").check_if_phone_number_is_opted_out(phoneNumber=phone)["isOptedOut"])
         except (ClientError, BotoCoreError) as exc:
             raise _classified(exc) from exc
 
@@ -106,6 +110,32 @@ class AwsChannels:
             raise SendRejected(f"webhook answered {exc.code}") from exc
         except (urllib.error.URLError, socket.timeout, ConnectionError) as exc:
             raise SendRetryable(f"webhook unreachable: {exc}") from exc
+
+
+def mime_message(to: str, sender: str, reply_to: str | None, subject: str, html: str | None, text: str | None,
+                 headers: Mapping[str, str]) -> bytes:
+    """The email as MIME bytes: multipart/alternative with text and HTML (or
+    the one part there is), UTF-8, and ``headers`` added as given."""
+    from email.message import EmailMessage
+    from email.policy import SMTP
+    from email.utils import formatdate, make_msgid
+
+    # Header lines up to RFC 5322's 998 characters: the default 78 would fold and
+    # RFC 2047-encode long values (List-Unsubscribe, X-Nudge-Message) and break them.
+    message = EmailMessage(policy=SMTP.clone(max_line_length=998))
+    message["From"] = sender
+    message["To"] = to
+    if reply_to:
+        message["Reply-To"] = reply_to
+    message["Subject"] = subject
+    message["Date"] = formatdate(usegmt=True)
+    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2].strip("> ") or None)
+    for name, value in headers.items():
+        message[name] = value
+    message.set_content(text if text is not None else "", charset="utf-8", cte="quoted-printable")
+    if html is not None:
+        message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    return message.as_bytes()
 
 
 def _tag(value: str) -> str:

@@ -65,6 +65,17 @@ class Suppression:
 
 
 @dataclass(frozen=True)
+class Standing:
+    """What delivery needs to know about a person and an address, read at once."""
+
+    states: Mapping[str, Consent]
+    suppression: Suppression | None
+    erased: bool
+    budget: Mapping[str, Any]
+    budget_version: int
+
+
+@dataclass(frozen=True)
 class Topic:
     id: str
     channel: str

@@ -27,7 +27,7 @@ from pynamodb.exceptions import DeleteError, PutError, TransactWriteError
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.consent import Consent, Suppression, digest
+from chalicelib.consent import Consent, Standing, Suppression, digest
 from chalicelib.dynamodb import translated
 from chalicelib.errors import ConcurrentUpdate
 from chalicelib.settings import Settings
@@ -172,6 +172,27 @@ class DynamoConsentStore:
         with ConsentItem.batch_write() as batch:
             for item in ConsentItem.query(f"person#{profile_id}"):
                 batch.delete(item)
+
+    @translated
+    def standing(self, profile_id: str, user_id: str | None, address: str, channel: str) -> Standing:
+        """One BatchGetItem (consistent) for the prefs, suppression, erased and budget items."""
+        keys = [(f"person#{profile_id}", "prefs"), (f"suppress#{self._hash(address)}", "-"),
+                (f"person#{profile_id}", f"budget#{channel}")]
+        if user_id:
+            keys.append((f"erased#{self._hash(user_id, fold_case=False)}", "-"))
+        found = {(item.pk, item.sk): item for item in ConsentItem.batch_get(keys, consistent_read=True)}
+        prefs = found.get(keys[0])
+        suppressed = found.get(keys[1])
+        budget = found.get(keys[2])
+        body = json.loads(suppressed.data or "{}") if suppressed else {}
+        return Standing(
+            states={k: Consent.from_dict(v) for k, v in json.loads(prefs.data).items()} if prefs and prefs.data else {},
+            suppression=Suppression(scope=suppressed.scope or "all", reason=body.get("reason", ""),
+                                    at=body.get("at", "")) if suppressed else None,
+            erased=bool(user_id) and keys[3] in found,
+            budget=json.loads(budget.data or "{}") if budget else {},
+            budget_version=int(budget.version or 0) if budget else 0,
+        )
 
     # --- send budget ---------------------------------------------------------------------
 

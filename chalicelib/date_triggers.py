@@ -208,6 +208,6 @@ def _decisions(timer: Timer, trigger: Trigger, profile: Profile) -> tuple[Decisi
                                 "timestamp": timer.due}
     return tuple(
         Decision(profile_id=profile.profile_id, trigger_id=trigger.id, trigger_version=trigger.version,
-                 category=trigger.category, occurrence=timer.occurrence, action=action, event=event)
+                 category=trigger.category, occurrence=timer.occurrence, action=action, event=event, policy=trigger.policy)
         for action in trigger.actions
     )

@@ -19,16 +19,18 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Callable, Mapping
 
-from chalicelib import webhook_signature
-from chalicelib.errors import ConcurrentUpdate, SendRejected, SendRetryable
+from chalicelib import message_ref, webhook_signature
+from chalicelib.delivery_policy import DeliveryPolicy
+from chalicelib.errors import ConcurrentUpdate, SendRejected, SendRetryable, StorageUnavailable
 from chalicelib.evaluate import Decision
-from chalicelib.ports import Channels, Ledger, MessageRecord, ProfileStore, TemplateSource, TimerStore
+from chalicelib.ports import Channels, DecisionLog, Ledger, MessageRecord, ProfileStore, TemplateSource
 from chalicelib.profiles import Profile, apply_update
-from chalicelib.segment import iso
+from chalicelib.segment import iso, parse_time
 from chalicelib.timers import deferral
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -36,6 +38,10 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_PROFILE_ATTEMPTS = 5
 #: Deliveries of one decision that wait for a profile not yet written (then: skipped).
 MAX_PROFILE_WAITS = 4
+#: Tries of the ledger write that records a known outcome, and the pause
+#: before the n-th retry (n times this); see ``_recorded``.
+RECORD_ATTEMPTS = 5
+RECORD_PAUSE_SECONDS = 0.05
 
 
 class Skip(Exception):
@@ -64,19 +70,25 @@ def deliver(
     channels: Channels,
     now: Callable[[], datetime],
     ses_tags: Mapping[str, str] | None = None,
-    timers: TimerStore | None = None,
-    quiet_hours: Mapping[str, Any] | None = None,
-    fallback_timezone: str = "UTC",
+    policy: DeliveryPolicy | None = None,
+    notes: DecisionLog | None = None,
+    links: Callable[[str, str, str | None], Mapping[str, str | None]] | None = None,
     attempt: int = 1,
 ) -> MessageRecord:
     """Carry out ``decision`` at most once and return its record.
 
-    With ``timers``, a marketing message due inside the channel's quiet hours
-    in the recipient's zone (``quiet_hours`` overrides the defaults of
-    chalicelib.quiet_hours) is not sent now: a timer hands it back at the first
-    allowed minute, and the message history shows it ``deferred`` until then
-    (a deferred record may be claimed again; nothing else may). Transactional
-    and internal messages are never held.
+    With a ``policy`` (chalicelib.delivery_policy), an email or SMS first passes
+    the person's limits: a message that must not go is recorded ``skipped``
+    with the reason; one that must wait (quiet hours, the fatigue budget, a
+    paused sender) is recorded ``deferred`` and a timer hands it back when it
+    may go (a deferred record may be claimed again; nothing else may). Each
+    skip and deferral is also kept in the person's decisions (``notes``).
+
+    Every email carries the ``X-Nudge-Message`` header (chalicelib.message_ref);
+    a marketing email also carries ``List-Unsubscribe`` (https and, when
+    configured, mailto) and ``List-Unsubscribe-Post: List-Unsubscribe=One-Click``
+    (RFC 8058), and an unsubscribe footer in its HTML and text, from ``links``
+    (person, channel, topic -> unsubscribe_url, preferences_url, mailto).
     """
     existing = ledger.get(decision.profile_id, decision.ledger_key)
     if existing is not None and existing.status != "deferred":
@@ -85,9 +97,11 @@ def deliver(
     params = decision.action.params
     record = MessageRecord(
         profile_id=decision.profile_id, key=decision.ledger_key, trigger_id=decision.trigger_id,
-        channel=kind, status="sending", created_at=iso(now()),
+        channel=kind, status="sending", created_at=existing.created_at if existing else iso(now()),
     )
     profile = _person(profiles, decision.profile_id)
+    if profile is None and policy is not None and policy.erased(decision.profile_id):
+        attempt = MAX_PROFILE_WAITS  # erased: there is nothing to wait for
     if profile is None and attempt < MAX_PROFILE_WAITS:
         # The stream can hand over a new person's first event before the ingest
         # request has written their profile; the queue retries shortly.
@@ -115,24 +129,29 @@ def deliver(
         failed = replace(record, status="failed", reason=str(reason), updated_at=record.created_at)
         return failed if ledger.claim(failed) else ledger.get(decision.profile_id, decision.ledger_key) or failed
 
-    if timers is not None and decision.category == "marketing":
-        from chalicelib.quiet_hours import next_allowed, window_for
-
-        allowed = next_allowed(now(), profile.timezone, window_for(kind, quiet_hours), fallback_timezone)
-        if allowed > now():
-            held = replace(record, status="deferred", to=to, subject=rendered.subject, updated_at=record.created_at,
-                           reason=f"quiet hours in {profile.timezone or fallback_timezone}; sends at {iso(allowed)}")
-            if ledger.claim(held):
-                timers.put(deferral(decision, now(), allowed))
-            return held
+    if policy is not None:
+        verdict = policy.check(decision, profile, kind, to, parse_time(record.created_at), now())
+        if verdict.kind != "send":
+            return _not_now(decision, replace(record, to=to, subject=rendered.subject), verdict, ledger, policy,
+                            notes, now)
     record = replace(record, to=to, subject=rendered.subject)
     send: Callable[[], str]
     if kind == "email":
+        try:
+            html, text, headers = _email_parts(decision, rendered, links, now())
+        except ValueError as problem:  # no way to build the unsubscribe links: never send marketing without them
+            failed = replace(record, status="failed", reason=f"unsubscribe links: {problem}", updated_at=iso(now()))
+            if policy is not None:
+                policy.give_back(decision, kind)
+            return failed if ledger.claim(failed) else ledger.get(decision.profile_id, decision.ledger_key) or failed
         send = lambda: channels.send_email(  # noqa: E731
-            to, params["from"], params.get("reply_to"), rendered.subject or "", rendered.html, rendered.text,
-            {**(ses_tags or {}), "trigger": decision.trigger_id})
+            to, params["from"], params.get("reply_to"), rendered.subject or "", html, text,
+            {**(ses_tags or {}), "trigger": decision.trigger_id}, headers)
     elif kind == "sms":
-        send = lambda: channels.send_sms(to, rendered.text or "")  # noqa: E731
+        body = rendered.text or ""
+        if decision.category == "marketing" and "STOP" not in body.upper():
+            body += " Reply STOP to opt out."
+        send = lambda: channels.send_sms(to, body)  # noqa: E731
     elif kind == "alert":
         send = lambda: channels.send_alert(to, rendered.subject or decision.trigger_id, rendered.text or "")  # noqa: E731
     elif kind == "webhook":
@@ -144,7 +163,57 @@ def deliver(
         send = lambda: channels.post_webhook(to, body, headers, float(params.get("timeout_seconds", 5)))  # noqa: E731
     else:  # parse_trigger refuses unknown kinds; a stored decision from a newer version may still arrive
         raise SendRejected(f"unknown action kind {kind!r}")
-    return _claimed(ledger, record, send, now)
+    try:
+        outcome = _claimed(ledger, record, send, now)
+    except SendRetryable:
+        if policy is not None:
+            policy.give_back(decision, kind)
+        raise
+    if outcome.status == "failed" and policy is not None:
+        policy.give_back(decision, kind)
+    return outcome
+
+
+def _not_now(decision: Decision, record: MessageRecord, verdict: Any, ledger: Ledger, policy: DeliveryPolicy,
+             notes: DecisionLog | None, now: Callable[[], datetime]) -> MessageRecord:
+    """Record a message the policy skipped or held (and set the timer that hands it back)."""
+    at = iso(now())
+    if verdict.kind == "skip":
+        result = replace(record, status="skipped", reason=verdict.reason, updated_at=at)
+    else:
+        result = replace(record, status="deferred", reason=verdict.reason, updated_at=at)
+    if not ledger.claim(result):
+        return ledger.get(record.profile_id, record.key) or result
+    if verdict.kind == "hold":
+        policy.timers.put(deferral(decision, now(), verdict.until))
+    if notes is not None:
+        notes.note(decision.profile_id, at, {
+            "trigger": decision.trigger_id, "message": decision.ledger_key, "channel": record.channel,
+            "outcome": result.status, "reason": verdict.reason,
+            **({"until": iso(verdict.until)} if verdict.until else {})})
+    return result
+
+
+def _email_parts(decision: Decision, rendered: Any, links: Callable[..., Mapping[str, str | None]] | None,
+                 now: datetime) -> tuple[str | None, str | None, dict[str, str]]:
+    """The HTML and text bodies and the headers of an email (see ``deliver``)."""
+    from html import escape
+
+    headers = {message_ref.HEADER: message_ref.message_ref(decision.profile_id, decision.ledger_key)}
+    html, text = rendered.html, rendered.text
+    if decision.category != "marketing" or links is None:
+        return html, text, headers
+    found = links(decision.profile_id, "email", decision.policy.get("topic"))
+    unsubscribe, preferences = found["unsubscribe_url"], found.get("preferences_url")
+    headers["List-Unsubscribe"] = ", ".join(f"<{url}>" for url in (unsubscribe, found.get("mailto")) if url)
+    headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if html is not None and unsubscribe not in html:
+        extra = f' · <a href="{escape(preferences)}">Manage preferences</a>' if preferences else ""
+        html += (f'\n<p style="font-size:12px;color:#666">You receive this because you subscribed. '
+                 f'<a href="{escape(unsubscribe)}">Unsubscribe</a>{extra}</p>')
+    if text is not None and unsubscribe not in text:
+        text += f"\n\n--\nUnsubscribe: {unsubscribe}" + (f"\nManage preferences: {preferences}" if preferences else "")
+    return html, text, headers
 
 
 def _claimed(ledger: Ledger, record: MessageRecord, act: Callable[[], Any], now: Callable[[], datetime]) -> MessageRecord:
@@ -154,16 +223,32 @@ def _claimed(ledger: Ledger, record: MessageRecord, act: Callable[[], Any], now:
     try:
         result = act()
     except SendRetryable:
-        ledger.release(record.profile_id, record.key)
+        _recorded(lambda: ledger.release(record.profile_id, record.key))
         raise
     except SendRejected as reason:
         failed = replace(record, status="failed", reason=str(reason), updated_at=iso(now()))
-        ledger.finish(failed)
+        _recorded(lambda: ledger.finish(failed))
         return failed
     sent = replace(record, status="sent", provider_id=result if isinstance(result, str) else None,
                    updated_at=iso(now()))
-    ledger.finish(sent)
+    _recorded(lambda: ledger.finish(sent))
     return sent
+
+
+def _recorded(write: Callable[[], Any]) -> None:
+    """Write an outcome that is known now and lost if the write fails: a claim
+    left in ``sending`` is never sent again, so a released claim that stayed
+    would lose the message, and an unrecorded send shows as ``unknown``. The
+    write is tried RECORD_ATTEMPTS times, pausing a little longer each time,
+    before the error is raised."""
+    for attempt in range(RECORD_ATTEMPTS):
+        try:
+            write()
+            return
+        except StorageUnavailable:
+            if attempt == RECORD_ATTEMPTS - 1:
+                raise
+            time.sleep(RECORD_PAUSE_SECONDS * (attempt + 1))
 
 
 def _person(profiles: ProfileStore, profile_id: str) -> Profile | None:
@@ -217,13 +302,17 @@ def _render(decision: Decision, profile: Profile, templates: TemplateSource) -> 
 
 def _update_profile(profiles: ProfileStore, profile_id: str, params: Mapping[str, Any]) -> str:
     for attempt in range(MAX_PROFILE_ATTEMPTS):
-        current = profiles.get(profile_id)
-        if current is None:
-            raise SendRejected("the person's profile no longer exists")
         try:
+            current = profiles.get(profile_id)
+            if current is None:
+                raise SendRejected("the person's profile no longer exists")
             saved = profiles.save(apply_update(current, params))
             return f"profile-version-{saved.version}"
         except ConcurrentUpdate:
             if attempt == MAX_PROFILE_ATTEMPTS - 1:
                 raise SendRetryable("the profile kept changing; retry") from None
+        except StorageUnavailable as exc:
+            # Not applied (throttled, or a 5xx before the write): release the
+            # claim and retry, or the update would stay claimed and never happen.
+            raise SendRetryable(f"the profile could not be updated: {exc}") from exc
     raise AssertionError("unreachable")

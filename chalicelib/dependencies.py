@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 from chalicelib.ports import (
-    Channels, ConsentStore, DecisionLog, EventLog, KeyStore, Ledger, ProfileStore, SendQueue, TimerStore,
+    Channels, ConsentStore, DecisionLog, EventLog, KeyStore, Ledger, ProfileStore, ReputationGuard, SendQueue,
+    TimerStore,
 )
 from chalicelib.settings import Settings, get_settings
 
@@ -47,6 +48,12 @@ def _consent(settings: Settings) -> Any:
     return DynamoConsentStore(settings)
 
 
+def _feedback(settings: Settings) -> Any:
+    from chalicelib.feedback_store import DynamoFeedbackStore
+
+    return DynamoFeedbackStore(settings)
+
+
 def _channels(settings: Settings) -> Any:
     from chalicelib.channels import AwsChannels
 
@@ -64,6 +71,7 @@ _FACTORIES: dict[str, Callable[[Settings], Any]] = {
     "send_queue": _send_queue,
     "channels": _channels,
     "consent": _consent,
+    "feedback": _feedback,
     "definitions": _definitions,
 }
 
@@ -112,6 +120,16 @@ def timer_store() -> TimerStore:
 
 def consent_store() -> ConsentStore:
     return _get("consent")
+
+
+def feedback_store() -> Any:
+    """Feedback counts and the reputation guard's state (chalicelib.feedback.FeedbackStore)."""
+    return _get("feedback")
+
+
+def reputation() -> ReputationGuard:
+    """Whether marketing email is held for the sending reputation (the feedback store)."""
+    return _get("feedback")
 
 
 def broadcast_runs() -> Any:

@@ -20,6 +20,9 @@ Item shapes (see infra/template.yaml for the tables):
 - timers: ``pk`` = ``timers#<shard>`` (the timer id hashed over ``timer_shards``
   partitions, so no partition is hot), ``sk`` = due time + ``#`` + timer id.
   The sweep asks each shard for ``sk <= now``: it reads only what is due.
+  A person's timer also carries ``person`` (the profile id; broadcast pages
+  carry none), which puts its keys in the KEYS_ONLY ``by_person`` index, so an
+  erasure or an export finds the person's timers by one Query.
 - deliveries: ``pk`` = profile id; ``sk`` = ``msg#<trigger>#<occurrence>#<action>``
   for the send ledger and message history (``status`` sending, sent, failed,
   skipped), ``dec#<time>#<messageId>`` for why triggers did or did not fire
@@ -41,12 +44,12 @@ from typing import Any, Callable, Sequence, TypeVar
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute, VersionAttribute
 from botocore.exceptions import BotoCoreError
-from pynamodb.exceptions import DeleteError, PynamoDBException, PutError
+from pynamodb.exceptions import DeleteError, PynamoDBException, PutError, UpdateError
 from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from chalicelib.errors import ConcurrentUpdate, StorageUnavailable
-from chalicelib.ports import EventPage, MessageRecord
+from chalicelib.ports import FEEDBACK_STATUS_AFTER, EventPage, MessageRecord
 from chalicelib.profiles import EventCounter, Profile
 from chalicelib.segment import Event, iso, parse_time
 from chalicelib.settings import Settings
@@ -103,6 +106,21 @@ class DeliveryItem(Model):
     matched = NumberAttribute(null=True)
     queued = NumberAttribute(null=True)
     done = NumberAttribute(null=True)
+    #: A message's provider feedback, first time of each kind (Ledger.note_feedback).
+    delivery_at = UnicodeAttribute(null=True)
+    bounce_at = UnicodeAttribute(null=True)
+    complaint_at = UnicodeAttribute(null=True)
+    open_at = UnicodeAttribute(null=True)
+    click_at = UnicodeAttribute(null=True)
+
+
+class ByPersonIndex(GlobalSecondaryIndex["TimerItem"]):
+    class Meta:
+        index_name = "by_person"
+        projection = KeysOnlyProjection()
+
+    person = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
 
 
 class TimerItem(Model):
@@ -112,6 +130,10 @@ class TimerItem(Model):
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
     data = UnicodeAttribute()
+    #: The profile id of a person's timer (not of a broadcast page): the ``by_person`` index.
+    person = UnicodeAttribute(null=True)
+
+    by_person = ByPersonIndex()
 
 
 class KeyItem(Model):
@@ -141,6 +163,14 @@ def bind(settings: Settings) -> None:
 
 def _conditional_failure(exc: Exception) -> bool:
     return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+def _delete_items(model: type[Model], items: Sequence[Model]) -> None:
+    """Delete these items by key with BatchWriteItem, 25 a call, in the order
+    given (PynamoDB resends what DynamoDB leaves unprocessed)."""
+    with model.batch_write() as batch:
+        for item in items:
+            batch.delete(item)
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -263,6 +293,26 @@ class DynamoEventLog:
         next_cursor = base64.urlsafe_b64encode(chosen[-1].sk.encode()).decode() if more and chosen else None
         return EventPage([event_from_json(item.data) for item in chosen], next_cursor)
 
+    @translated
+    def forget(self, identities: Sequence[str], limit: int) -> int:
+        """Up to ``limit`` events of these identities, oldest first (strongly
+        consistent Queries), deleted in batches after their markers. Only an
+        event stored without a client timestamp can have a marker, and its key
+        is computed from the event: no lookup, no scan."""
+        chosen: list[EventItem] = []
+        for identity in identities:
+            if len(chosen) >= limit:
+                break
+            chosen.extend(EventItem.query(identity, consistent_read=True, limit=limit - len(chosen)))
+        markers = []
+        for item in chosen:
+            raw = json.loads(item.data or "{}")
+            if raw.get("messageId") and not raw.get("originalTimestamp"):
+                markers.append(EventItem(f"msg:{item.pk}:{raw['messageId']}", "dedupe"))
+        _delete_items(EventItem, markers)
+        _delete_items(EventItem, chosen)
+        return len(chosen)
+
 
 def _decode_cursor(cursor: str) -> str:
     """The sort key a cursor stands for; ValueError if it is not one of ours."""
@@ -362,6 +412,18 @@ class DynamoProfileStore:
     def link(self, anonymous_id: str, user_id: str) -> None:
         ProfileItem(f"alias:{anonymous_id}", user_id=user_id).save(add_version_condition=False)
 
+    @translated
+    def unlink(self, anonymous_id: str, user_id: str) -> bool:
+        """One conditional delete: a link that names someone else stays."""
+        try:
+            ProfileItem(f"alias:{anonymous_id}").delete(condition=ProfileItem.user_id == user_id,
+                                                        add_version_condition=False)
+        except DeleteError as exc:
+            if _conditional_failure(exc):
+                return False
+            raise
+        return True
+
 
 def key_digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -386,8 +448,17 @@ class DynamoKeyStore:
         KeyItem(key_digest(secret), kind=kind, name=name, created_at=created).save()
 
 
+#: Feedback kind -> the attribute keeping its first time on a message item.
+FEEDBACK_KINDS = ("delivery", "bounce", "complaint", "open", "click")
+
+
 def _record_from_item(item: DeliveryItem) -> MessageRecord:
-    return MessageRecord(**json.loads(item.data))
+    record = MessageRecord(**json.loads(item.data))
+    # Feedback is written by UpdateItem next to ``data``: its times, and the status it set.
+    feedback = {kind: getattr(item, f"{kind}_at") for kind in FEEDBACK_KINDS if getattr(item, f"{kind}_at", None)}
+    if feedback:
+        record = replace(record, status=item.status or record.status, feedback=feedback)
+    return record
 
 
 class DynamoLedger:
@@ -420,7 +491,45 @@ class DynamoLedger:
 
     @translated
     def finish(self, record: MessageRecord) -> None:
-        self._item(record).save()
+        """Record the outcome with UpdateItem, leaving the feedback attributes alone:
+        SES feedback can arrive before the outcome is written, and its status
+        (delivered, bounced) is kept then."""
+        item = DeliveryItem(record.profile_id, f"msg#{record.key}")
+        data = DeliveryItem.data.set(json.dumps(record.__dict__, separators=(",", ":"), ensure_ascii=False))
+        try:
+            item.update(actions=[data, DeliveryItem.status.set(record.status)],
+                        condition=DeliveryItem.status == "sending")
+        except UpdateError as exc:
+            if not _conditional_failure(exc):
+                raise
+            item.update(actions=[data])
+
+    @translated
+    def note_feedback(self, profile_id: str, key: str, kind: str, at: str,
+                      status: str | None) -> MessageRecord | None:
+        """One UpdateItem: the kind's first time (if_not_exists) and, when the
+        status may follow the current one, the status. If it may not (a
+        delivery reported after a bounce), a second UpdateItem keeps the time only."""
+        if kind not in FEEDBACK_KINDS:
+            raise ValueError(f"unknown feedback kind {kind!r}")
+        item = DeliveryItem(profile_id, f"msg#{key}")
+        attribute = getattr(DeliveryItem, f"{kind}_at")
+        keep_first = attribute.set(attribute | at)
+        exists = DeliveryItem.pk.exists() & DeliveryItem.sk.exists()
+        attempts = []
+        if status is not None:
+            attempts.append(([keep_first, DeliveryItem.status.set(status)],
+                             exists & DeliveryItem.status.is_in(*FEEDBACK_STATUS_AFTER[status])))
+        attempts.append(([keep_first], exists))
+        for actions, condition in attempts:
+            try:
+                item.update(actions=actions, condition=condition)
+            except UpdateError as exc:
+                if _conditional_failure(exc):
+                    continue
+                raise
+            return _record_from_item(item)
+        return None
 
     @translated
     def release(self, profile_id: str, key: str) -> None:
@@ -452,6 +561,30 @@ class DynamoLedger:
         records = sorted((_record_from_item(item) for item in items), key=lambda r: r.created_at, reverse=True)
         return records[:limit]
 
+    @translated
+    def entered(self, profile_id: str) -> list[dict[str, Any]]:
+        found = []
+        for item in DeliveryItem.query(profile_id, DeliveryItem.sk.startswith("enroll#"), consistent_read=True):
+            body = json.loads(item.data)
+            until = datetime.fromtimestamp(item.expires_at, timezone.utc) if item.expires_at is not None else None
+            found.append({"trigger": item.sk.removeprefix("enroll#"), "occurrence": body.get("occurrence"),
+                          "at": body.get("at"), "until": iso(until) if until else None})
+        return found
+
+    @translated
+    def forget(self, profile_id: str, limit: int) -> dict[str, int]:
+        """Queries by sort-key prefix (strongly consistent), then batched deletes."""
+        removed: dict[str, int] = {}
+        chosen: list[DeliveryItem] = []
+        for prefix, kind in (("msg#", "messages"), ("enroll#", "enrollments")):
+            found = list(DeliveryItem.query(profile_id, DeliveryItem.sk.startswith(prefix), consistent_read=True,
+                                            limit=limit - len(chosen), attributes_to_get=["pk", "sk"])
+                         ) if len(chosen) < limit else []
+            removed[kind] = len(found)
+            chosen.extend(found)
+        _delete_items(DeliveryItem, chosen)
+        return removed
+
 
 class DynamoDecisionLog:
     """Why triggers fired or not, per evaluated event, on the deliveries table."""
@@ -475,10 +608,26 @@ class DynamoDecisionLog:
         ).save()
 
     @translated
+    def note(self, profile_id: str, at: str, entry: Any) -> None:
+        body = {"at": at, "delivery": dict(entry)}
+        DeliveryItem(
+            profile_id, f"dec#{at}#{entry.get('message')}",
+            data=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+            expires_at=int(time.time()) + DECISION_DAYS * 86400,
+        ).save()
+
+    @translated
     def decisions(self, profile_id: str, limit: int) -> list[dict[str, Any]]:
         items = DeliveryItem.query(profile_id, DeliveryItem.sk.startswith("dec#"), scan_index_forward=False,
                                    limit=limit)
         return [json.loads(item.data) for item in items]
+
+    @translated
+    def forget(self, profile_id: str, limit: int) -> int:
+        found = list(DeliveryItem.query(profile_id, DeliveryItem.sk.startswith("dec#"), consistent_read=True,
+                                        limit=limit, attributes_to_get=["pk", "sk"]))
+        _delete_items(DeliveryItem, found)
+        return len(found)
 
 
 class DynamoBroadcastRuns:
@@ -549,8 +698,11 @@ class DynamoTimerStore:
 
     @translated
     def put(self, timer: Any) -> None:
+        """One PutItem, and one write to the ``by_person`` index for a person's
+        timer (a broadcast page has no person and stays out of the index)."""
         TimerItem(self._shard(timer.id), f"{timer.due}#{timer.id}",
-                  data=json.dumps(timer.as_dict(), separators=(",", ":"), ensure_ascii=False)).save()
+                  data=json.dumps(timer.as_dict(), separators=(",", ":"), ensure_ascii=False),
+                  person=None if timer.kind == "broadcast" else timer.profile_id).save()
 
     @translated
     def due(self, now: datetime, limit: int) -> list[Any]:
@@ -568,3 +720,23 @@ class DynamoTimerStore:
     @translated
     def delete(self, timer: Any) -> None:
         TimerItem(self._shard(timer.id), f"{timer.due}#{timer.id}").delete()
+
+    @staticmethod
+    def _keys_of(profile_id: str) -> list[TimerItem]:
+        # The index is eventually consistent: a timer set a moment ago may not be listed yet.
+        return [TimerItem(item.pk, item.sk) for item in TimerItem.by_person.query(profile_id)]
+
+    @translated
+    def of_person(self, profile_id: str) -> list[Any]:
+        """The index gives the keys; one BatchGetItem per 100 reads the timers."""
+        from chalicelib.timers import Timer
+
+        keys = [(item.pk, item.sk) for item in self._keys_of(profile_id)]
+        timers = [Timer.from_dict(json.loads(item.data)) for item in TimerItem.batch_get(keys)] if keys else []
+        return sorted(timers, key=lambda timer: timer.due)
+
+    @translated
+    def forget(self, profile_id: str) -> int:
+        keys = self._keys_of(profile_id)
+        _delete_items(TimerItem, keys)
+        return len(keys)

@@ -7,7 +7,7 @@ runs in Lambda, in the local stack, in unit tests and in replays.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from chalicelib.profiles import Profile
@@ -43,6 +43,9 @@ class Decision:
     occurrence: str
     action: Action
     event: Mapping[str, Any]
+    #: The trigger's delivery policy (Trigger.policy): topic, priority, expiry,
+    #: quiet hours and budget.
+    policy: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def ledger_key(self) -> str:
@@ -57,6 +60,7 @@ class Decision:
             "occurrence": self.occurrence,
             "action": {"kind": self.action.kind, "index": self.action.index, "params": dict(self.action.params)},
             "event": dict(self.event),
+            "policy": dict(self.policy),
         }
 
     @classmethod
@@ -70,6 +74,7 @@ class Decision:
             occurrence=raw["occurrence"],
             action=Action(kind=action["kind"], params=action["params"], index=action["index"]),
             event=raw["event"],
+            policy=raw.get("policy") or {},
         )
 
 
@@ -142,6 +147,7 @@ def evaluate(event: Event, profile: Profile, triggers: Sequence[Trigger], admit:
                     occurrence=event.message_id,
                     action=action,
                     event=subject["event"],
+                    policy=trigger.policy,
                 )
                 for action in trigger.actions
             )

@@ -12,7 +12,7 @@ from chalicelib.profiles import Profile
 from chalicelib.segment import Event
 
 if TYPE_CHECKING:
-    from chalicelib.consent import Consent, Suppression
+    from chalicelib.consent import Consent, Standing, Suppression
     from chalicelib.evaluate import Decision, Evaluation
 
 
@@ -36,6 +36,11 @@ class EventLog(Protocol):
     def count(self, identities: Sequence[str], event_key: str, start: Any, end: Any) -> int:
         """How many events named ``event_key`` these identities sent from
         ``start`` to ``end`` (inclusive), by reading that window only."""
+
+    def forget(self, identities: Sequence[str], limit: int) -> int:
+        """Remove up to ``limit`` events of these identities, each after its
+        deduplication marker (so a removal cut short leaves no marker behind);
+        returns how many events were removed. Fewer than ``limit``: none is left."""
 
 
 class ProfileStore(Protocol):
@@ -62,6 +67,10 @@ class ProfileStore(Protocol):
     def get_many(self, profile_ids: Sequence[str]) -> list[Profile]:
         """The profiles of these ids that exist, in one batched read."""
 
+    def unlink(self, anonymous_id: str, user_id: str) -> bool:
+        """Remove the link of this anonymousId if it still names this user;
+        True when one was removed."""
+
 
 class KeyStore(Protocol):
     def kind_of(self, secret: str) -> str | None:
@@ -85,13 +94,26 @@ class MessageRecord:
     provider_id: str | None = None
     reason: str | None = None
     updated_at: str | None = None
+    #: What the email provider reported afterwards, kind -> first time
+    #: (``delivery``, ``bounce``, ``complaint``, ``open``, ``click``); chalicelib.feedback.
+    feedback: Mapping[str, str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.key, "trigger": self.trigger_id, "channel": self.channel, "status": self.status,
             "to": self.to, "subject": self.subject, "providerMessageId": self.provider_id,
             "reason": self.reason, "createdAt": self.created_at, "updatedAt": self.updated_at,
+            "feedback": dict(self.feedback) if self.feedback else None,
         }
+
+
+#: Message status set by provider feedback -> the statuses it may replace. A
+#: later ``delivered`` never replaces ``bounced`` or ``complained``.
+FEEDBACK_STATUS_AFTER: dict[str, tuple[str, ...]] = {
+    "delivered": ("sending", "sent"),
+    "bounced": ("sending", "sent", "delivered"),
+    "complained": ("sending", "sent", "delivered"),
+}
 
 
 class Ledger(Protocol):
@@ -109,6 +131,13 @@ class Ledger(Protocol):
     def release(self, profile_id: str, key: str) -> None:
         """Drop a claim whose send is known not to have happened, so a retry can claim it."""
 
+    def note_feedback(self, profile_id: str, key: str, kind: str, at: str,
+                      status: str | None) -> MessageRecord | None:
+        """Keep the first time of provider feedback ``kind`` on the message and,
+        when ``status`` is given, set it if the current status is one it may
+        replace (FEEDBACK_STATUS_AFTER), in one conditional write; returns the
+        record after it, or None when there is no such message."""
+
     def messages(self, profile_id: str, limit: int) -> list[MessageRecord]:
         """The person's messages, newest first."""
 
@@ -117,13 +146,30 @@ class Ledger(Protocol):
         they never did, their last entry's ``until`` has passed, or this is
         the same occurrence again (a redelivery). ``until`` None: never again."""
 
+    def entered(self, profile_id: str) -> list[dict[str, Any]]:
+        """The triggers the person entered under a re-entry rule (their re-entry
+        records): ``{trigger, occurrence, at, until}``."""
+
+    def forget(self, profile_id: str, limit: int) -> dict[str, int]:
+        """Remove up to ``limit`` of the person's messages and re-entry records;
+        returns how many of each (``messages``, ``enrollments``). Fewer than
+        ``limit`` in all: none is left."""
+
 
 class DecisionLog(Protocol):
     def record(self, evaluation: "Evaluation", at: str) -> None:
         """Keep why each considered trigger did or did not fire for this event."""
 
+    def note(self, profile_id: str, at: str, entry: Mapping[str, Any]) -> None:
+        """Keep why delivery skipped or held one of the person's messages
+        (``entry``: trigger, message, channel, outcome, reason)."""
+
     def decisions(self, profile_id: str, limit: int) -> list[dict[str, Any]]:
-        """The person's evaluations, newest first."""
+        """The person's evaluations and delivery notes, newest first."""
+
+    def forget(self, profile_id: str, limit: int) -> int:
+        """Remove up to ``limit`` of the person's decision records; returns how
+        many. Fewer than ``limit``: none is left."""
 
 
 class SendQueue(Protocol):
@@ -133,11 +179,15 @@ class SendQueue(Protocol):
 
 class Channels(Protocol):
     def send_email(self, to: str, sender: str, reply_to: str | None, subject: str,
-                   html: str | None, text: str | None, tags: Mapping[str, str]) -> str:
-        """Send one email; returns the provider's message id."""
+                   html: str | None, text: str | None, tags: Mapping[str, str],
+                   headers: Mapping[str, str]) -> str:
+        """Send one email with these extra headers; returns the provider's message id."""
 
     def send_sms(self, phone: str, text: str) -> str:
         """Send one text message to an E.164 number; returns the provider's id."""
+
+    def sms_opted_out(self, phone: str) -> bool:
+        """True when the number replied STOP (the provider's opt-out list)."""
 
     def send_alert(self, topic: str, subject: str, text: str) -> str:
         """Publish a team alert (e.g. ``sales``); returns the provider's id."""
@@ -168,6 +218,18 @@ class TimerStore(Protocol):
 
     def delete(self, timer: Any) -> None:
         """Clear a timer that has fired (one write)."""
+
+    def of_person(self, profile_id: str) -> list[Any]:
+        """The person's pending timers, soonest first, by an index query (never a scan)."""
+
+    def forget(self, profile_id: str) -> int:
+        """Clear every pending timer of the person; returns how many."""
+
+
+class ReputationGuard(Protocol):
+    def paused(self) -> str | None:
+        """Why marketing email is held now (the sending reputation passed a
+        limit; chalicelib.feedback), or None while it may go out."""
 
 
 class ConsentStore(Protocol):
@@ -203,6 +265,11 @@ class ConsentStore(Protocol):
 
     def forget(self, profile_id: str) -> None:
         """Remove the person's subscription states, consent history and budget."""
+
+    def standing(self, profile_id: str, user_id: str | None, address: str, channel: str) -> "Standing":
+        """Everything delivery checks about one person and address, in one read:
+        subscription states, the address's suppression, whether the user id was
+        erased, and the channel's budget state with its version."""
 
     def budget(self, profile_id: str, channel: str) -> tuple[dict[str, Any], int]:
         """The budget state of the person on the channel and its version (0: none yet)."""

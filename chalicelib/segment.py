@@ -93,7 +93,9 @@ class Event:
 def iso(moment: datetime) -> str:
     """UTC ISO-8601 with milliseconds and a ``Z``; sorts as text in time order."""
     utc = moment.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # The year is padded by hand: strftime("%Y") writes year 999 as "999", which
+    # is not ISO-8601 and sorts after "2026".
+    return f"{utc.year:04d}-" + utc.strftime("%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 def parse_time(value: str) -> datetime:
@@ -253,7 +255,13 @@ def _parse_message(
     client_ts = times["timestamp"] or times["originalTimestamp"]
     sent_at = times["sentAt"]
     if client_ts is not None and sent_at is not None:
-        corrected = received_at - (sent_at - client_ts)
+        try:
+            corrected = received_at - (sent_at - client_ts)
+        except OverflowError:
+            field_name = "timestamp" if times["timestamp"] is not None else "originalTimestamp"
+            problems.append(FieldProblem(f"{path}{field_name}", "is too far from sentAt to correct for the "
+                                                                "device's clock (the result is not a date)"))
+            return None
     else:
         corrected = client_ts or received_at
     return Event(
@@ -299,7 +307,14 @@ def _time(raw: Any, field_path: str, problems: list[FieldProblem]) -> datetime |
         problems.append(FieldProblem(field_path, "must be an ISO-8601 date-time string"))
         return None
     try:
-        return parse_time(raw)
+        parsed = parse_time(raw)
+        # A time whose UTC reading falls outside years 1-9999
+        # (0001-01-01T00:00:00+01:00) cannot be stored: refused here.
+        parsed.astimezone(timezone.utc)
+        return parsed
     except ValueError:
         problems.append(FieldProblem(field_path, "must be an ISO-8601 date-time string"))
+        return None
+    except OverflowError:
+        problems.append(FieldProblem(field_path, "must be an ISO-8601 date-time within years 1 to 9999 in UTC"))
         return None

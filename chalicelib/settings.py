@@ -70,6 +70,15 @@ class Settings:
     unsubscribe_mailto: str = ""
     #: Salt of the hashes kept for suppressed addresses and erased people (NUDGE_HASH_SALT).
     hash_salt: str = ""
+    #: The sending reputation guard (chalicelib.feedback): marketing email is
+    #: held when, over the last ``reputation_window_hours`` and with at least
+    #: ``reputation_min_sends`` emails sent, the hard-bounce rate passes
+    #: NUDGE_BOUNCE_RATE_LIMIT or the complaint rate NUDGE_COMPLAINT_RATE_LIMIT
+    #: (fractions: 0.05 is 5 %; SES reviews an account at these levels).
+    bounce_rate_limit: float = 0.05
+    complaint_rate_limit: float = 0.001
+    reputation_window_hours: int = 24
+    reputation_min_sends: int = 100
 
 
 def _origins(raw: str) -> tuple[str, ...]:
@@ -108,4 +117,8 @@ def get_settings() -> Settings:
         public_url=env.get("NUDGE_PUBLIC_URL", "").rstrip("/"),
         unsubscribe_mailto=env.get("NUDGE_UNSUBSCRIBE_MAILTO", ""),
         hash_salt=env.get("NUDGE_HASH_SALT", ""),
+        bounce_rate_limit=float(env.get("NUDGE_BOUNCE_RATE_LIMIT", 0.05)),
+        complaint_rate_limit=float(env.get("NUDGE_COMPLAINT_RATE_LIMIT", 0.001)),
+        reputation_window_hours=int(env.get("NUDGE_REPUTATION_WINDOW_HOURS", 24)),
+        reputation_min_sends=int(env.get("NUDGE_REPUTATION_MIN_SENDS", 100)),
     )

@@ -58,12 +58,14 @@ def sweep(now: datetime, *, timers: TimerStore, profiles: ProfileStore, triggers
         if timer.kind == "broadcast":
             firing, tally = broadcasts.fire_page(timer, triggers.get_trigger(timer.trigger_id), profiles)
         else:
-            firing = fire(timer, triggers.get_trigger(timer.trigger_id), profiles.get(timer.profile_id),
-                          fallback_tz)
-            record = {**timer.event, "messageId": f"{timer.occurrence}~{timer.trigger_id}", "timestamp": timer.due}
-            decisions.record(Evaluation(event=record, profile_id=timer.profile_id,
-                                        verdicts=(Verdict(timer.trigger_id, firing.acted, firing.reason),),
-                                        decisions=firing.decisions), iso(now))
+            profile = profiles.get(timer.profile_id)
+            firing = fire(timer, triggers.get_trigger(timer.trigger_id), profile, fallback_tz)
+            if profile is not None:  # a person erased since keeps no new records
+                record = {**timer.event, "messageId": f"{timer.occurrence}~{timer.trigger_id}",
+                          "timestamp": timer.due}
+                decisions.record(Evaluation(event=record, profile_id=timer.profile_id,
+                                            verdicts=(Verdict(timer.trigger_id, firing.acted, firing.reason),),
+                                            decisions=firing.decisions), iso(now))
         if firing.decisions:
             queue.enqueue(firing.decisions)
             acted += 1

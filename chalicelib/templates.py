@@ -128,6 +128,7 @@ def parse_template(doc: Any, origin: str, *, version: int = 0, check_liquid: boo
     channel = doc.get("channel")
     if channel not in CHANNELS:
         problems.append(FieldProblem("channel", f"must be one of {', '.join(CHANNELS)}"))
+        channel = None  # the checks by channel below skip it (it may be a list or an object)
     parts: dict[str, str | None] = {}
     for part in ("subject", "html", "text"):
         value = doc.get(part)
@@ -198,10 +199,16 @@ def render(template: Template, context: Mapping[str, Any]) -> Rendered:
     a loop over the limit). Both are permanent.
     """
     return Rendered(
-        subject=render_text(template.subject, context, part="subject"),
+        subject=_one_line(render_text(template.subject, context, part="subject")),
         html=_render(template.html, context, escape=True, part="html"),
         text=render_text(template.text, context, part="text"),
     )
+
+
+def _one_line(subject: str | None) -> str | None:
+    """A subject is one header line: line breaks from data become spaces, so
+    they can neither add a header nor make the mail library refuse the message."""
+    return None if subject is None else re.sub(r"[\r\n]+", " ", subject)
 
 
 def render_text(source: str | None, context: Mapping[str, Any], *, part: str | None = None) -> str | None:

@@ -122,7 +122,7 @@ def fire(timer: Timer, trigger: Trigger | None, profile: Profile | None, fallbac
             return Firing((), f"called off: {key!r} happened at {seen.last}")
     decisions = tuple(
         Decision(profile_id=profile.profile_id, trigger_id=trigger.id, trigger_version=trigger.version,
-                 category=trigger.category, occurrence=timer.occurrence, action=action, event=timer.event)
+                 category=trigger.category, occurrence=timer.occurrence, action=action, event=timer.event, policy=trigger.policy)
         for action in trigger.actions
     )
     return Firing(decisions, "the wait is over")
@@ -148,7 +148,7 @@ def step_decisions(trigger: Trigger, step: int, occurrence: str, event: Mapping[
         return (), f"step {step + 1}: condition did not match, step skipped"
     decisions = tuple(
         Decision(profile_id=profile.profile_id, trigger_id=trigger.id, trigger_version=trigger.version,
-                 category=trigger.category, occurrence=occurrence, action=action, event=event)
+                 category=trigger.category, occurrence=occurrence, action=action, event=event, policy=trigger.policy)
         for action in current.actions
     )
     return decisions, f"step {step + 1} of {len(trigger.steps)}"

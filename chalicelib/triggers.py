@@ -94,7 +94,13 @@ MAX_ACTIONS = 10
 MAX_WEBHOOK_TIMEOUT = 10
 MAX_EVENT_NAME = 200
 _TOP_KEYS = ("id", "description", "category", "when", "then", "enabled", "wait", "unless", "steps", "exit",
-             "reentry")
+             "reentry", "topic", "priority", "expires", "quiet_hours", "budget")
+#: Marketing messages wait at most this long for quiet hours or the budget, unless ``expires`` says otherwise.
+DEFAULT_EXPIRY = timedelta(days=7)
+PRIORITIES = range(1, 11)
+DEFAULT_PRIORITY = 5
+#: Channels whose marketing messages need a subscription topic and count against the budget.
+PERSONAL_CHANNELS = ("email", "sms")
 _WHEN_KEYS = ("event", "type", "anniversary", "inactive", "schedule", "audience", "match", "count")
 _STEP_KEYS = ("wait", "match", "then")
 MAX_STEPS = 20
@@ -206,6 +212,22 @@ class Trigger:
     count: CountRule | None = None
     #: A broadcast's schedule (event_key BROADCAST_KEY; ``match`` is then its audience).
     schedule: Any = field(default=None, compare=False)
+    #: The subscription topic of a marketing trigger's email and SMS (chalicelib.consent).
+    topic: str | None = None
+    #: 1 (lowest) to 10: who gets a freed slot of the fatigue budget first.
+    priority: int = DEFAULT_PRIORITY
+    #: How long a held marketing message may wait before it is dropped.
+    expires: timedelta = DEFAULT_EXPIRY
+    #: False: the trigger's messages ignore quiet hours (never for a marketing SMS).
+    quiet_hours: bool = True
+    #: False: the trigger's messages do not count against the budget (transactional only).
+    budget: bool = True
+
+    @property
+    def policy(self) -> dict[str, Any]:
+        """What delivery needs to know to apply the person's limits (carried by each Decision)."""
+        return {"topic": self.topic, "priority": self.priority, "expires": int(self.expires.total_seconds()),
+                "quietHours": self.quiet_hours, "budget": self.budget}
 
     @property
     def call_type(self) -> str:
@@ -306,6 +328,7 @@ def parse_trigger(
             if key in doc:
                 checker.problem(key, "is not for date triggers: they act on the day itself "
                                      "(use offset for earlier or later)")
+    topic, priority, expires, quiet_hours, budget = checker.delivery_policy(doc, category, actions)
     if checker.problems:
         raise InvalidDefinition(checker.problems, origin)
     return Trigger(
@@ -314,7 +337,8 @@ def parse_trigger(
         source=json.loads(json.dumps(doc)), wait=wait, unless=unless,
         anniversary=checker.anniversary_rule, inactivity=checker.inactivity_rule,
         steps=steps, exit_on=exit_on, reentry=reentry, reentry_period=reentry_period, count=count,
-        schedule=checker.schedule_rule,
+        schedule=checker.schedule_rule, topic=topic, priority=priority, expires=expires,
+        quiet_hours=quiet_hours, budget=budget,
     )
 
 
@@ -367,6 +391,53 @@ class _Checker:
         except ValueError as exc:
             self.problem("wait", str(exc))
             return None
+
+    # --- delivery policy and compliance ------------------------------------------------------
+
+    def delivery_policy(self, doc: Mapping[str, Any], category: Any,
+                        actions: tuple[Action, ...]) -> tuple[str | None, int, timedelta, bool, bool]:
+        """``topic``, ``priority``, ``expires``, ``quiet_hours`` and ``budget``, and the
+        compliance rules: a marketing email or SMS names the subscription topic people
+        can leave; a marketing SMS keeps quiet hours; only transactional triggers
+        may bypass the fatigue budget."""
+        kinds = {action.kind for action in actions}
+        topic = doc.get("topic")
+        if topic is not None and not (isinstance(topic, str) and _TOPIC.fullmatch(topic)):
+            self.problem("topic", "must be a topic name: letters, digits, '-' or '_' (e.g. offers)")
+            topic = None
+        if topic is not None and category in CATEGORIES and category != "marketing":
+            self.problem("topic", "is for marketing triggers: transactional and internal messages "
+                                  "do not depend on subscriptions")
+        if category == "marketing" and "topic" not in doc and kinds & set(PERSONAL_CHANNELS):
+            channels = " and ".join(sorted(kinds & set(PERSONAL_CHANNELS)))
+            self.problem("topic", f"is required: a marketing {channels} needs the subscription topic people can "
+                                  "leave (e.g. topic: offers), so every message can be unsubscribed from")
+        priority = doc.get("priority", DEFAULT_PRIORITY)
+        if isinstance(priority, bool) or not isinstance(priority, int) or priority not in PRIORITIES:
+            self.problem("priority", "must be a whole number from 1 (lowest) to 10 (highest)")
+            priority = DEFAULT_PRIORITY
+        expires = DEFAULT_EXPIRY
+        if "expires" in doc:
+            before = len(self.problems)
+            parsed = self.wait(doc["expires"])
+            if len(self.problems) > before:
+                self.problems[-1] = FieldProblem("expires", self.problems[-1].rule)
+            expires = parsed or DEFAULT_EXPIRY
+        quiet_hours = doc.get("quiet_hours", True)
+        if not isinstance(quiet_hours, bool):
+            self.problem("quiet_hours", "must be true or false")
+            quiet_hours = True
+        elif not quiet_hours and category == "marketing" and "sms" in kinds:
+            self.problem("quiet_hours", "cannot be switched off for a marketing SMS: texts that sell must "
+                                        "respect the recipient's night (carriers and the law require it)")
+        budget = doc.get("budget", True)
+        if not isinstance(budget, bool):
+            self.problem("budget", "must be true or false")
+            budget = True
+        elif not budget and category in CATEGORIES and category != "transactional":
+            self.problem("budget", f"can be bypassed by transactional triggers only; a {category} trigger's "
+                                   "messages count against the person's fatigue budget")
+        return topic, priority, expires, quiet_hours, budget
 
     def unless(self, raw: Any, *, has_wait: bool, event_key: str) -> tuple[str, ...]:
         if raw is None:

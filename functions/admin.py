@@ -1,10 +1,12 @@
 """The admin API, with a Bearer admin token: profiles, their events, the
-messages sent to them and why triggers fired or not; broadcast runs;
-EventBridge pattern tests.
+messages sent to them and why triggers fired or not; a person's export and
+erasure; broadcast runs; EventBridge pattern tests.
 
 Also GET /health, which needs no credential and touches nothing.
 """
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from chalice import Blueprint, Response
 
@@ -16,6 +18,9 @@ from chalicelib.messages import shown
 from chalicelib.profiles import Profile
 from chalicelib.segment import iso, parse_body
 from chalicelib.settings import get_settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.erasure import PersonStores
 
 admin = Blueprint(__name__)
 
@@ -84,6 +89,57 @@ def get_profile_messages(user_id: str) -> Response:
 def get_profile_decisions(user_id: str) -> Response:
     profile = _authorized_profile(user_id)
     return json_response({"decisions": dependencies.decision_log().decisions(profile.profile_id, _limit())})
+
+
+#: How long one erasure request may work before answering 202 (API Gateway gives up at 29 s).
+ERASE_SECONDS = 20.0
+
+
+def _require_admin() -> None:
+    auth.require(auth.ADMIN, auth.bearer_token(admin.current_request.headers), dependencies.key_store(),
+                  get_settings().key_cache_seconds)
+
+
+def _person_stores() -> "PersonStores":
+    from chalicelib.erasure import PersonStores
+
+    return PersonStores(events=dependencies.event_log(), profiles=dependencies.profile_store(),
+                        ledger=dependencies.ledger(), decisions=dependencies.decision_log(),
+                        timers=dependencies.timer_store(), consent=dependencies.consent_store())
+
+
+@admin.route("/v1/profiles/{user_id}", methods=["DELETE"])
+@answers_errors(_CHALLENGE)
+def erase_profile(user_id: str) -> Response:
+    """Erase everything held about the person (chalicelib.erasure): 200 with the
+    counts removed; 202 when time ran out first (repeat the request to finish);
+    404 when no profile is held (never known, or already erased)."""
+    import time
+
+    from chalicelib.erasure import erase
+
+    _require_admin()
+    stores = _person_stores()
+    deadline = time.monotonic() + ERASE_SECONDS
+    result = erase(user_id, stores, iso(utcnow()), out_of_time=lambda: time.monotonic() > deadline)
+    if result is None:
+        message = (f"userId {user_id!r} was erased; nothing more is held about them"
+                   if stores.consent.erased(user_id) else f"no profile for userId {user_id!r}")
+        raise NotFound(message, FieldProblem("userId", "must name a known person"))
+    return json_response(result.as_dict(), status=200 if result.complete else 202)
+
+
+@admin.route("/v1/profiles/{user_id}/export", methods=["GET"])
+@answers_errors(_CHALLENGE)
+def export_profile(user_id: str) -> Response:
+    """Everything held about the person as one JSON document (chalicelib.erasure.export)."""
+    from chalicelib.erasure import export
+
+    _require_admin()
+    document = export(user_id, _person_stores(), utcnow())
+    if document is None:
+        raise NotFound(f"no profile for userId {user_id!r}", FieldProblem("userId", "must name a known person"))
+    return json_response(document)
 
 
 @admin.route("/v1/broadcasts/{trigger_id}/runs", methods=["GET"])

@@ -19,12 +19,15 @@ from chalice.app import SQSEvent
 from chalicelib import dependencies
 from chalicelib.aws_clients import client
 from chalicelib.clock import utcnow
+from chalicelib.budget import parse_budget
+from chalicelib.consent import parse_topics
 from chalicelib.deliver import deliver
+from chalicelib.delivery_policy import DeliveryPolicy
 from chalicelib.errors import SendRetryable
 from chalicelib.evaluate import Decision
 from chalicelib.observability import count, event_handler, logger
 from chalicelib.quiet_hours import parse_windows
-from chalicelib.settings import get_settings
+from chalicelib.settings import Settings, get_settings
 
 delivery = Blueprint(__name__)
 
@@ -45,7 +48,23 @@ def _back_off(record: Any, first_delay: int | None) -> None:
         logger.warning("could not delay the retry", extra={"message_id": record.message_id})
 
 
+def _policy(settings: Settings) -> DeliveryPolicy:
+    channels = dependencies.channels()
+    return DeliveryPolicy(
+        timers=dependencies.timer_store(),
+        consent=dependencies.consent_store(),
+        topics=parse_topics(settings.topics),
+        budget=parse_budget(settings.fatigue_budget),
+        quiet_hours=parse_windows(settings.quiet_hours),
+        fallback_timezone=settings.fallback_timezone,
+        paused=dependencies.reputation().paused,
+        opted_out=channels.sms_opted_out,
+    )
+
+
 def _record_handler(record: Any) -> None:
+    from chalicelib.preferences import links
+
     decision = Decision.from_dict(json.loads(record.body))
     settings = get_settings()
     try:
@@ -56,9 +75,9 @@ def _record_handler(record: Any) -> None:
             templates=dependencies.definitions(),
             channels=dependencies.channels(),
             now=utcnow,
-            timers=dependencies.timer_store(),
-            quiet_hours=parse_windows(settings.quiet_hours),
-            fallback_timezone=settings.fallback_timezone,
+            policy=_policy(settings),
+            notes=dependencies.decision_log(),
+            links=lambda person, channel, topic: links(settings, person, channel, topic, utcnow()),
             attempt=int(record.attributes.approximate_receive_count or 1),
         )
     except SendRetryable as retry:

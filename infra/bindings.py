@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from chalice.utils import to_cfn_resource_name
+from infra.template import physical_ids
 
 ClientFactory = Callable[[str], Any]
 
@@ -57,10 +58,8 @@ class StackBindings:
         self._parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
         self._region = stack["StackId"].split(":")[3]
         self._account = stack["StackId"].split(":")[4]
-        described = cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
-        # moto lists resources it cannot create without ids; those stay unresolved.
-        self._physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in described
-                          if r.get("LogicalResourceId") and r.get("PhysicalResourceId")}
+        # Resources the emulator cannot create have no id; those stay unresolved.
+        self._physical = physical_ids(cloudformation, stack_name)
 
     def _clients(self, service: str) -> Any:
         if service not in self._client_cache:

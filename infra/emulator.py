@@ -9,8 +9,25 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any, Callable
 
 from werkzeug.serving import BaseWSGIServer, make_server
+
+
+def _one_table_call_at_a_time(app: Callable[..., Any]) -> Callable[..., Any]:
+    """moto's DynamoDB is not thread-safe (a TransactWriteItems copies a table
+    while another request writes to it: "dictionary changed size during
+    iteration"); DynamoDB itself is. Serialise the DynamoDB calls, as they are
+    quick; every other service keeps its threads."""
+    lock = threading.Lock()
+
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB_"):
+            with lock:
+                return list(app(environ, start_response))
+        return app(environ, start_response)
+
+    return serve
 
 
 class Emulator:
@@ -39,7 +56,7 @@ class Emulator:
         if not self.verbose:
             # One log line per emulator request (pollers ask every second) is noise.
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        app = DomainDispatcherApplication(create_backend_app)
+        app = _one_table_call_at_a_time(DomainDispatcherApplication(create_backend_app))
         self._server = make_server(self.host, self.port, app, threaded=True,
                                    request_handler=MotoRequestHandler)
         self.port = self._server.server_address[1]  # the real one when asked for port 0

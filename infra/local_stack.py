@@ -112,9 +112,10 @@ def local_parameters(public_url: str) -> dict[str, str]:
     for the secrets (the environment may set real ones)."""
     return {
         "PublicUrl": public_url,
-        "UnsubscribeSigningKeys": os.environ.get("NUDGE_UNSUBSCRIBE_KEYS", LOCAL_UNSUBSCRIBE_KEYS),
-        "UnsubscribeMailto": os.environ.get("NUDGE_UNSUBSCRIBE_MAILTO", "unsubscribe@example.com"),
-        "HashSalt": os.environ.get("NUDGE_HASH_SALT", LOCAL_HASH_SALT),
+        "UnsubscribeSigningKeys": os.environ.get("NUDGE_UNSUBSCRIBE_KEYS") or LOCAL_UNSUBSCRIBE_KEYS,
+        "UnsubscribeMailto": os.environ.get("NUDGE_UNSUBSCRIBE_MAILTO") or "unsubscribe@example.com",
+        "HashSalt": os.environ.get("NUDGE_HASH_SALT") or LOCAL_HASH_SALT,
+        **({"FatigueBudget": os.environ["NUDGE_FATIGUE_BUDGET"]} if os.environ.get("NUDGE_FATIGUE_BUDGET") else {}),
     }
 
 
@@ -143,6 +144,7 @@ class LocalStack:
         self.ready_seconds = 0.0
         self.examples = "not applied"
         self.runtime: Any = None
+        self.ses_events: Any = None
         self.emulator: Any = None
         self.http: Any = None
         self._http_thread: threading.Thread | None = None
@@ -166,6 +168,7 @@ class LocalStack:
         config, app = self._load_app()
         self._seed_keys()
         self._start_event_sources(app, config)
+        self._start_ses_events()
         self._serve_http(app, config)
         if self.options.examples:
             self._apply_examples()
@@ -241,11 +244,25 @@ class LocalStack:
         self._teardown.callback(self.runtime.stop)
         self.runtime.start()
 
+    def _start_ses_events(self) -> None:
+        """SES's event publishing to the feedback topic, which the emulator lacks (infra/ses_events.py)."""
+        import boto3
+
+        from chalicelib.settings import get_settings
+        from infra.ses_events import SesEventPublisher
+        from infra.template import physical_ids
+
+        topic_arn = physical_ids(boto3.client("cloudformation"), self.options.stack_name)["FeedbackTopic"]
+        self.ses_events = SesEventPublisher(boto3.client("sns"), topic_arn, get_settings().ses_configuration_set)
+        self._teardown.callback(self.ses_events.stop)
+        self.ses_events.start()
+
     def _serve_http(self, app: Any, config: Any) -> None:
         from chalice.cli.factory import CLIFactory
 
         server = CLIFactory(str(PROJECT_DIR), environ=os.environ).create_local_server(
             app, config, HOST, self.options.port)
+        server.server.RequestHandlerClass = gateway_errors_in_json_shape(app, config)
         self.http = server
 
         def close() -> None:
@@ -289,6 +306,8 @@ class LocalStack:
     def banner(self) -> str:
         o = self.options
         sources = "\n".join(f"    {line}" for line in self.runtime.describe()) or "    (none)"
+        if self.ses_events is not None:
+            sources += f"\n    {self.ses_events.describe()}"
         track = ('{"userId":"ada","event":"Signed Up","properties":{"plan":"pro"}}')
         detail = '{\\"userId\\":\\"ada\\",\\"event\\":\\"Opened App\\"}'
         return f"""
@@ -314,6 +333,66 @@ Nudge local stack is ready ({self.ready_seconds:.1f} s)
 
   Ctrl-C stops everything.
 """
+
+
+def gateway_errors_in_json_shape(app: Any, config: Any) -> Any:
+    """Chalice's local request handler, answering what API Gateway itself
+    refuses as the deployed API does (infra/template.yaml, RestAPI): a path no
+    route matches is a 404 in Nudge's JSON error shape, not Chalice local's 403
+    "Missing Authentication Token"."""
+    import functools
+    import json
+
+    from chalice.local import ChaliceRequestHandler, ForbiddenError
+
+    class JsonErrorRequestHandler(ChaliceRequestHandler):
+        # Methods the base server would refuse with an HTML 501: the app answers
+        # them (405 in the JSON shape), as it does PATCH on a route without it.
+        do_TRACE = do_CONNECT = ChaliceRequestHandler._generic_handle
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """What the HTTP server itself refuses (a request line it cannot
+            read, a method it does not know), in the JSON shape, not its HTML."""
+            if code == 501:
+                code, body = 405, {"error": {"code": "method_not_allowed",
+                                             "message": f"Unsupported method: {self.command}"}}
+            else:
+                body = {"error": {"code": "bad_request", "message": message or "the request could not be read"}}
+            data = json.dumps(body).encode()
+            self.log_error("code %d, message %s", code, message)
+            self.send_response(code)
+            self.send_header("Connection", "close")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        def _parse_payload(self) -> tuple[dict[str, Any], bytes | None]:
+            """The body, also when it comes in chunks (Transfer-Encoding:
+            chunked), which Chalice's own handler leaves unread on the socket."""
+            if "chunked" not in (self.headers.get("transfer-encoding") or "").lower():
+                return super()._parse_payload()
+            chunks = []
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline().strip():  # trailer fields, up to the blank line
+                pass
+            headers = {name: value for name, value in self.headers.items() if name.lower() != "transfer-encoding"}
+            body = b"".join(chunks)
+            return {**headers, "Content-Length": str(len(body))}, body or None
+
+        def _send_error_response(self, error: Any) -> None:
+            if isinstance(error, ForbiddenError):
+                rule = "must be a route of the API (GET /openapi.json lists them)"
+                status, body = 404, {"error": {"code": "not_found", "problems": [{"field": "path", "rule": rule}],
+                                               "message": f"no route matches {self.command} on this path"}}
+            else:
+                status, body = error.CODE, {"error": {"code": "refused", "message": "the request was refused"}}
+            self._send_http_response(status, {"Content-Type": "application/json"}, json.dumps(body))
+
+    return functools.partial(JsonErrorRequestHandler, app_object=app, config=config)
 
 
 class _Shutdown(Exception):

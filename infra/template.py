@@ -55,7 +55,8 @@ def resource_template(template: dict[str, Any] | None = None) -> dict[str, Any]:
         changed = False
         for name in list(resources):
             refs = {r for r in _references(resources[name]) if not r.startswith("AWS::")}
-            if not refs <= known:
+            # No Type: an overlay onto a resource Chalice generates (RestAPI).
+            if not refs <= known or "Type" not in resources[name]:
                 del resources[name]
                 known.discard(name)
                 changed = True
@@ -105,3 +106,12 @@ def stack_environment(cloudformation: Any, stack_name: str) -> dict[str, str]:
     stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     return {name: outputs[_output_name(name)] for name in function_environment()}
+
+
+def physical_ids(cloudformation: Any, stack_name: str) -> dict[str, str]:
+    """Logical id -> physical id of a created stack's resources. Uses
+    describe_stack_resources: moto's describe_stack_resource fails once the
+    stack holds a resource it could not create, and lists those without ids."""
+    described = cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
+    return {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in described
+            if r.get("LogicalResourceId") and r.get("PhysicalResourceId")}

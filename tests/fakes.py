@@ -43,6 +43,13 @@ class MemoryEventLog:
         more = len(keys) > limit
         return EventPage([self.items[k] for k in chosen], chosen[-1][1] if more else None)
 
+    def forget(self, identities, limit) -> int:
+        chosen = sorted(k for k in self.items if k[0] in identities)[:limit]
+        for key in chosen:
+            self.message_ids.discard((key[0], self.items[key].message_id))
+            del self.items[key]
+        return len(chosen)
+
 
 class MemoryProfileStore:
     def __init__(self) -> None:
@@ -85,6 +92,12 @@ class MemoryProfileStore:
 
     def get_many(self, profile_ids):
         return [self.profiles[p] for p in profile_ids if p in self.profiles]
+
+    def unlink(self, anonymous_id, user_id) -> bool:
+        if self.links.get(anonymous_id) != user_id:
+            return False
+        del self.links[anonymous_id]
+        return True
 
 
 class MemoryKeyStore:
@@ -129,6 +142,20 @@ class MemoryLedger:
         if record is not None and record.status == "sending":
             del self.records[(profile_id, key)]
 
+    def note_feedback(self, profile_id, key, kind, at, status):
+        from chalicelib.ports import FEEDBACK_STATUS_AFTER
+
+        record = self.records.get((profile_id, key))
+        if record is None:
+            return None
+        self.writes += 1
+        feedback = dict(record.feedback or {})
+        feedback.setdefault(kind, at)
+        allowed = status is not None and record.status in FEEDBACK_STATUS_AFTER[status]
+        record = replace(record, feedback=feedback, status=status if allowed else record.status)
+        self.records[(profile_id, key)] = record
+        return record
+
     def enroll(self, profile_id, trigger_id, occurrence, at, until) -> bool:
         held = self.enrollments.get((profile_id, trigger_id))
         if held is not None and held[0] != occurrence and (held[2] is None or held[2] > at_time(at)):
@@ -141,6 +168,21 @@ class MemoryLedger:
         mine = [r for (p, _), r in self.records.items() if p == profile_id]
         return sorted(mine, key=lambda r: r.created_at, reverse=True)[:limit]
 
+    def entered(self, profile_id):
+        from chalicelib.segment import iso
+
+        return [{"trigger": trigger, "occurrence": occurrence, "at": at, "until": iso(until) if until else None}
+                for (person, trigger), (occurrence, at, until) in self.enrollments.items() if person == profile_id]
+
+    def forget(self, profile_id, limit):
+        messages = [key for key in self.records if key[0] == profile_id][:limit]
+        entries = [key for key in self.enrollments if key[0] == profile_id][:limit - len(messages)]
+        for key in messages:
+            del self.records[key]
+        for key in entries:
+            del self.enrollments[key]
+        return {"messages": len(messages), "enrollments": len(entries)}
+
 
 class MemoryChannels:
     """Records what was sent; ``failures`` holds exceptions to raise on the next sends."""
@@ -148,6 +190,8 @@ class MemoryChannels:
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict]] = []
         self.failures: list[Exception] = []
+        #: Numbers that replied STOP.
+        self.opted_out: set[str] = set()
 
     def _send(self, channel: str, **fields) -> str:
         if self.failures:
@@ -155,9 +199,12 @@ class MemoryChannels:
         self.sent.append((channel, fields))
         return f"{channel}-{len(self.sent)}"
 
-    def send_email(self, to, sender, reply_to, subject, html, text, tags):
+    def send_email(self, to, sender, reply_to, subject, html, text, tags, headers):
         return self._send("email", to=to, sender=sender, reply_to=reply_to, subject=subject, html=html,
-                          text=text, tags=dict(tags))
+                          text=text, tags=dict(tags), headers=dict(headers))
+
+    def sms_opted_out(self, phone):
+        return phone in self.opted_out
 
     def send_sms(self, phone, text):
         return self._send("sms", to=phone, text=text)
@@ -200,12 +247,23 @@ class MemorySendQueue:
 class MemoryDecisionLog:
     def __init__(self) -> None:
         self.evaluations: list = []
+        self.notes: list = []
 
     def record(self, evaluation, at) -> None:
         self.evaluations.append((at, evaluation))
 
+    def note(self, profile_id, at, entry) -> None:
+        self.notes.append((profile_id, at, dict(entry)))
+
     def decisions(self, profile_id, limit):
         return [e for _, e in self.evaluations if e.profile_id == profile_id][:limit]
+
+    def forget(self, profile_id, limit):
+        mine = [entry for entry in self.evaluations if entry[1].profile_id == profile_id][:limit]
+        notes = [note for note in self.notes if note[0] == profile_id][:limit - len(mine)]
+        self.evaluations = [entry for entry in self.evaluations if entry not in mine]
+        self.notes = [note for note in self.notes if note not in notes]
+        return len(mine) + len(notes)
 
 
 class MemoryTimers:
@@ -225,6 +283,16 @@ class MemoryTimers:
     def delete(self, timer) -> None:
         self.writes += 1
         self.items.pop(timer.id, None)
+
+    def of_person(self, profile_id):
+        return sorted((t for t in self.items.values() if t.profile_id == profile_id and t.kind != "broadcast"),
+                      key=lambda t: t.due)
+
+    def forget(self, profile_id):
+        mine = self.of_person(profile_id)
+        for timer in mine:
+            self.delete(timer)
+        return len(mine)
 
 
 class MemoryBroadcastRuns:
@@ -272,6 +340,7 @@ class MemoryConsentStore:
         self.suppressions: dict[str, object] = {}
         self.erased_ids: set[str] = set()
         self.budgets: dict[tuple[str, str], tuple[dict, int]] = {}
+        self.standing_reads = 0
 
     def preferences(self, profile_id):
         return dict(self.states.get(profile_id, {}))
@@ -317,6 +386,14 @@ class MemoryConsentStore:
         for key in [k for k in self.budgets if k[0] == profile_id]:
             del self.budgets[key]
 
+    def standing(self, profile_id, user_id, address, channel):
+        from chalicelib.consent import Standing
+
+        self.standing_reads += 1
+        state, version = self.budget(profile_id, channel)
+        return Standing(states=self.preferences(profile_id), suppression=self.suppression(address),
+                        erased=bool(user_id) and self.erased(user_id), budget=state, budget_version=version)
+
     def budget(self, profile_id, channel):
         return self.budgets.get((profile_id, channel), ({}, 0))
 
@@ -326,3 +403,63 @@ class MemoryConsentStore:
         if self.budgets.get((profile_id, channel), ({}, 0))[1] != version:
             raise ConcurrentUpdate(profile_id)
         self.budgets[(profile_id, channel)] = (dict(state), version + 1)
+
+
+class MemoryFeedbackStore:
+    """Feedback counts and the pause flag (chalicelib.feedback.FeedbackStore) in memory."""
+
+    def __init__(self) -> None:
+        self.markers: set[tuple[str, str]] = set()
+        self.days: dict[tuple[str, str], dict[str, int]] = {}
+        self.hours: dict[str, dict[str, int]] = {}
+        self.state: dict | None = None
+        self.trips = 0
+
+    def count(self, message_id, counter, trigger_id, at, reputation):
+        if (message_id, counter) in self.markers:
+            return False
+        self.markers.add((message_id, counter))
+        if trigger_id:
+            day = self.days.setdefault((trigger_id, at[:10]), {})
+            day[counter] = day.get(counter, 0) + 1
+        if reputation:
+            hour = self.hours.setdefault(at[:13], {})
+            hour[counter] = hour.get(counter, 0) + 1
+        return True
+
+    def totals(self, first_hour, last_hour):
+        from chalicelib.feedback import Totals
+
+        sums = {"sent": 0, "bounced": 0, "complained": 0}
+        for hour, counts in self.hours.items():
+            if first_hour <= hour <= last_hour:
+                for name in sums:
+                    sums[name] += counts.get(name, 0)
+        return Totals(**sums)
+
+    def stats(self, trigger_id, first_day):
+        from chalicelib.feedback import COUNTERS
+
+        return [{"day": day, **{c: counts.get(c, 0) for c in COUNTERS}}
+                for (trigger, day), counts in sorted(self.days.items()) if trigger == trigger_id and day >= first_day]
+
+    def trip(self, reason, at):
+        if self.state is not None:
+            return False
+        self.trips += 1
+        self.state = {"reason": reason, "at": at}
+        return True
+
+    def untrip(self, at):
+        if self.state is not None and self.state["at"] == at:
+            self.state = None
+
+    def pause_state(self):
+        return dict(self.state) if self.state else None
+
+    def paused(self):
+        return self.state["reason"] if self.state else None
+
+    def resume(self):
+        state, self.state = self.state, None
+        return state

@@ -29,6 +29,9 @@ ADMIN_TOKEN = "e2e-admin-token"
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
 READY_LINE = "Nudge local stack is ready"
+#: A message that went out: ``sent``, then ``delivered`` once SES reports it (the
+#: local stack publishes SES's events half a second after each email).
+SENT = ("sent", "delivered")
 #: How long an asynchronous path (bus -> queue -> handler) may take here.
 DELIVERY_TIMEOUT = 30.0
 
@@ -92,6 +95,13 @@ class Stack:
             cursor = body["next"]
             if not cursor:
                 return events
+
+    def physical_id(self, logical_id: str) -> str:
+        """The emulator's name for one of the template's resources."""
+        from infra.local_stack import STACK_NAME
+        from infra.template import physical_ids
+
+        return physical_ids(self.aws_client("cloudformation"), STACK_NAME)[logical_id]
 
     def aws_client(self, service: str) -> Any:
         import boto3

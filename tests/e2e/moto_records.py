@@ -4,11 +4,12 @@
 That document lists every tracked model instance by service and model name.
 The parts read here:
 
-- ``ses`` -> ``Message``: one entry per email sent with Simple content (SES v1
-  ``SendEmail`` or SES v2 ``SendEmail``), with ``id`` (the MessageId returned
-  to the sender), ``source``, ``subject``, ``body`` (the HTML part when there
-  is one, else the text part) and ``destinations`` (``ToAddresses``,
-  ``CcAddresses``, ``BccAddresses``);
+- ``ses`` -> ``RawMessage``: one entry per email sent as raw MIME (how Nudge
+  sends, so that its own headers travel), with ``id`` (the MessageId returned
+  to the sender), ``source``, ``destinations`` (a list) and ``raw_data`` (the
+  MIME text, read by tests.sent_mail);
+- ``ses`` -> ``Message``: likewise for Simple content, with ``subject``,
+  ``body`` and ``destinations`` (``ToAddresses``, ``CcAddresses``, ``BccAddresses``);
 - ``sns`` -> ``Topic``: each topic with its ``arn`` and ``sent_notifications``,
   a list of ``[message_id, message, subject, message_attributes, group_id]``
   where ``message_attributes`` maps a name to ``{"Type": ..., "Value": ...}``;
@@ -21,10 +22,12 @@ shared emulator should look for their own unique addresses or contents.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+
+from tests import sent_mail
 
 #: data.json walks live objects; a read racing a write can fail, so it is retried.
 READ_ATTEMPTS = 5
@@ -35,10 +38,14 @@ class Email:
     id: str
     source: str
     subject: str
+    #: The HTML part when there is one, else the text part.
     body: str
     to: tuple[str, ...]
     cc: tuple[str, ...]
     bcc: tuple[str, ...]
+    #: Raw messages: every header as the recipient sees it, and the text part.
+    headers: dict[str, str] = field(default_factory=dict)
+    text: str = ""
 
     @property
     def recipients(self) -> tuple[str, ...]:
@@ -83,7 +90,14 @@ class MotoRecords:
     def emails(self, to: str | None = None) -> list[Email]:
         """Every email SES accepted, or those with ``to`` among the recipients."""
         found = []
-        for item in self.data().get("ses", {}).get("Message", []):
+        ses = self.data().get("ses", {})
+        for item in ses.get("RawMessage", []):
+            mail = sent_mail.read(item["id"], item["raw_data"])
+            email = Email(id=item["id"], source=item["source"], subject=mail.subject, body=mail.body,
+                          to=mail.to, cc=(), bcc=(), headers=mail.headers, text=mail.text)
+            if to is None or to in email.recipients:
+                found.append(email)
+        for item in ses.get("Message", []):
             destinations = item.get("destinations") or {}
             email = Email(id=item["id"], source=item["source"], subject=item["subject"], body=item["body"],
                           to=tuple(destinations.get("ToAddresses") or ()),

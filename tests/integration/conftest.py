@@ -68,3 +68,11 @@ def post(client: Client, path: str, body: Any, headers: dict[str, str] | None = 
 def get_json(client: Client, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     response = client.http.get(path, headers=headers if headers is not None else admin_headers())
     return response.status_code, json.loads(response.body)
+
+
+def opt_in(client: Client, user_id: str, key: str) -> None:
+    """The person consents to a subscription topic (``sms:offers``) through the admin API."""
+    response = client.http.put(f"/v1/profiles/{user_id}/subscriptions",
+                               headers={**admin_headers(), "Content-Type": "application/json"},
+                               body=json.dumps({"topics": {key: True}, "source": "api"}))
+    assert response.status_code == 200, response.body

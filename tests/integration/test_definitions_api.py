@@ -14,7 +14,7 @@ from tests.integration.conftest import admin_headers, get_json, write_headers
 
 THANKS = {"id": "thanks", "channel": "email", "subject": "Thanks, {{ profile.traits.firstName | default: 'there' }}",
           "html": "<p>Your copy: {{ event.properties.asset }}</p>"}
-TRIGGER = {"id": "whitepaper", "description": "Thank people for downloading", "category": "marketing",
+TRIGGER = {"id": "whitepaper", "description": "Thank people for downloading", "category": "marketing", "topic": "offers",
            "when": {"event": "Whitepaper Downloaded"},
            "then": [{"email": {"template": "thanks", "from": "Demo <hello@example.com>"}}]}
 
@@ -231,7 +231,7 @@ def test_nudge_apply_saves_the_shipped_examples_and_reports_what_changed(client,
 def test_nudge_apply_reports_the_field_the_api_refused(client, tmp_path):
     (tmp_path / "triggers").mkdir()
     (tmp_path / "triggers" / "hello.yaml").write_text(
-        "id: hello\ncategory: marketing\nwhen: {event: Signed Up}\n"
+        "id: hello\ncategory: marketing\ntopic: news\nwhen: {event: Signed Up}\n"
         "then:\n  - email: {template: welcome, from: hello@example.com}\n")
     out = io.StringIO()
     assert cli.main(["apply", str(tmp_path)], transport=chalice_transport(client), out=out, err=io.StringIO()) == 1

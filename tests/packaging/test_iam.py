@@ -162,6 +162,98 @@ def run_flows(client: Client, recorder: Recorder, template: dict[str, Any]) -> N
                                                     resources=[], region="us-east-1")
             response = client.lambda_.invoke("on_bus_event", event)
             assert response.payload["accepted"] >= 1, response.payload
+    # Export and erasure of u1, who by now has events, messages, decisions, timers and
+    # (set here, outside the recording) subscriptions with their consent history.
+    from chalicelib import dependencies
+    from chalicelib.consent import Consent
+
+    dependencies.consent_store().set_preferences("user:u1", {"email:offers": Consent(True, "api", "2026-12-01T10:00:00Z")})
+    with recorder.running(api):
+        ok(client.http.get("/v1/profiles/u1/export", headers=admin_headers()))
+        ok(client.http.delete("/v1/profiles/u1", headers=admin_headers()))
+
+    run_subscription_flows(client, recorder, template)
+    run_feedback_flows(client, recorder, template)
+
+
+def run_subscription_flows(client: Client, recorder: Recorder, template: dict[str, Any]) -> None:
+    """The unsubscribe link and one-click POST, the preferences page (fresh consent lifting an
+    erasure's suppression), the admin subscriptions API, and mail to the unsubscribe address
+    carrying a link made for a visitor who has since signed in."""
+    from chalicelib import dependencies
+    from chalicelib.clock import utcnow
+    from chalicelib.settings import get_settings
+    from chalicelib.unsubscribe_tokens import sign
+
+    ok(post(client, "/v1/page", {"anonymousId": "a5", "name": "Home"}))
+    ok(post(client, "/v1/identify", {"anonymousId": "a5", "userId": "u5", "traits": {"email": "u5@example.com"}}))
+    dependencies.consent_store().suppress("u5@example.com", "marketing", "erased", "2026-12-01T10:00:00.000Z")
+    keys = get_settings().unsubscribe_keys
+    token = sign(keys, "user:u5", "email", "offers", utcnow())
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    with recorder.running(function_id(template, "api_handler")):
+        ok(client.http.get(f"/v1/unsubscribe?token={token}"))
+        ok(client.http.post(f"/v1/unsubscribe?token={token}", headers=form, body="List-Unsubscribe=One-Click"))
+        ok(client.http.get(f"/v1/preferences?token={token}"))
+        ok(client.http.post(f"/v1/preferences?token={token}", headers=form, body="topic=email:news"))
+        assert dependencies.consent_store().suppression("u5@example.com") is None
+        ok(client.http.get("/v1/topics", headers=admin_headers()))
+        ok(client.http.put("/v1/profiles/u5/subscriptions", headers={**admin_headers(), "Content-Type":
+                           "application/json"}, body=json.dumps({"topics": {"email:offers": True}})))
+        ok(client.http.get("/v1/profiles/u5/subscriptions", headers=admin_headers()))
+    mail = json.dumps({"notificationType": "Received", "mail": {"commonHeaders": {
+        "subject": "unsubscribe " + sign(keys, "anon:a5", "email", None, utcnow())}}})
+    with recorder.running(function_id(template, "on_unsubscribe_mail")):
+        result = client.lambda_.invoke("on_unsubscribe_mail", client.events.generate_sns_event(message=mail))
+        assert result.payload["changed"] == ["email:*"], result.payload
+
+
+def run_feedback_flows(client: Client, recorder: Recorder, template: dict[str, Any]) -> None:
+    """SES feedback about a message in the ledger: an untagged send (its trigger read from the
+    ledger), a hard bounce that passes the reputation limit, whose first alert fails (the pause
+    is cleared for the retry); then the trigger's stats, the reputation, and resuming."""
+    import os
+
+    from chalicelib import dependencies
+    from chalicelib.channels import AwsChannels
+    from chalicelib.errors import SendRetryable
+    from chalicelib.message_ref import message_ref
+    from chalicelib.ports import MessageRecord
+    from infra.ses_events import event, mail_object
+
+    at = "2026-12-02T10:00:00.000Z"
+    dependencies.ledger().claim(MessageRecord("user:u6", "order-confirmation#o6#0", "order-confirmation", "email",
+                                              "sent", at, to="u6@example.com"))
+    mail = mail_object(message_id="ses-u6", source="orders@example.com", destination=["u6@example.com"],
+                       headers=[{"name": "X-Nudge-Message", "value": message_ref("user:u6",
+                                                                                 "order-confirmation#o6#0")}],
+                       common_headers={}, tags={}, timestamp=at, account="123456789012", region="us-east-1")
+    original, calls = AwsChannels.send_alert, []
+
+    def send_alert(self: Any, *args: Any) -> str:
+        calls.append(args)
+        if len(calls) == 1:
+            raise SendRetryable("Throttling: Rate exceeded")
+        return original(self, *args)
+
+    os.environ["NUDGE_REPUTATION_MIN_SENDS"] = "1"
+    AwsChannels.send_alert = send_alert  # type: ignore[method-assign]
+    try:
+        with recorder.running(function_id(template, "on_feedback")):
+            for record in (event("Send", mail, at), event("Bounce", mail, at, ["u6@example.com"])):
+                sns_event = client.events.generate_sns_event(message=json.dumps(record))
+                try:
+                    client.lambda_.invoke("on_feedback", sns_event)
+                except SendRetryable:
+                    client.lambda_.invoke("on_feedback", sns_event)  # Lambda's retry
+        assert len(calls) == 2 and dependencies.reputation().paused()
+        with recorder.running(function_id(template, "api_handler")):
+            ok(client.http.get("/v1/triggers/order-confirmation/stats?days=400", headers=admin_headers()))
+            ok(client.http.get("/v1/reputation", headers=admin_headers()))
+            ok(client.http.post("/v1/reputation/resume", headers=admin_headers()))
+    finally:
+        AwsChannels.send_alert = original  # type: ignore[method-assign]
+        del os.environ["NUDGE_REPUTATION_MIN_SENDS"]
 
 
 def stack_env() -> dict[str, str]:

@@ -14,6 +14,7 @@ from cfnlint.api import ManualArgs, lint_file
 from moto import mock_aws
 
 from infra import template as infra
+from infra.local_stack import local_parameters
 from layers import package as packaging
 from tests.packaging.conftest import functions_of
 
@@ -103,7 +104,7 @@ def test_the_resource_part_deploys_into_moto(quiet_moto: None) -> None:
     body = infra.resource_template()
     with mock_aws():
         cloudformation = boto3.client("cloudformation", region_name="us-east-1")
-        infra.create_stack(cloudformation, "nudge-resources")
+        infra.create_stack(cloudformation, "nudge-resources", local_parameters("https://nudge.example.com/api"))
         stack = cloudformation.describe_stacks(StackName="nudge-resources")["Stacks"][0]
         assert stack["StackStatus"] == "CREATE_COMPLETE"
         env = infra.stack_environment(cloudformation, "nudge-resources")

@@ -19,7 +19,7 @@ HAS_EMAIL = {"profile": {"traits": {"email": [{"exists": True}]}}}
 
 
 def broadcast(when=None, **extra):
-    doc = {"id": extra.pop("id", "holiday"), "category": "marketing",
+    doc = {"id": extra.pop("id", "holiday"), "category": "marketing", "topic": "offers",
            "when": when or {"schedule": "cron(0 9 24 12 ? *)", "audience": HAS_EMAIL}, "then": [EMAIL], **extra}
     return parse_trigger(doc, templates=None, origin="test")
 
@@ -53,18 +53,18 @@ def test_a_broadcast_is_indexed_under_its_reserved_key_with_its_schedule_and_aud
     (7, "must be a schedule"),
 ])
 def test_an_invalid_schedule_is_refused_with_the_field_and_reason(schedule, reason):
-    found = problems({"id": "b", "category": "marketing", "when": {"schedule": schedule}, "then": [EMAIL]})
+    found = problems({"id": "b", "category": "marketing", "topic": "offers", "when": {"schedule": schedule}, "then": [EMAIL]})
     assert list(found) == ["when.schedule"] and reason in found["when.schedule"]
 
 
 def test_the_audience_is_a_pattern_over_the_profile_only():
-    found = problems({"id": "b", "category": "marketing", "then": [EMAIL],
+    found = problems({"id": "b", "category": "marketing", "topic": "offers", "then": [EMAIL],
                       "when": {"schedule": "rate(1 day)", "audience": {"event": {"type": ["track"]}}}})
     assert list(found) == ["when.audience.event"] and "profile" in found["when.audience.event"]
-    found = problems({"id": "b", "category": "marketing", "then": [EMAIL],
+    found = problems({"id": "b", "category": "marketing", "topic": "offers", "then": [EMAIL],
                       "when": {"schedule": "rate(1 day)", "audience": {"profile": {"traits": {"x": "bare"}}}}})
     assert list(found) == ["when.audience"]
-    found = problems({"id": "b", "category": "marketing", "then": [EMAIL],
+    found = problems({"id": "b", "category": "marketing", "topic": "offers", "then": [EMAIL],
                       "when": {"event": "Signed Up", "audience": HAS_EMAIL}})
     assert list(found) == ["when.audience"]
 
@@ -75,16 +75,16 @@ def test_the_audience_is_a_pattern_over_the_profile_only():
     ({"exit": {"event": "Upgraded"}}, "exit"),
 ])
 def test_waits_unless_and_exit_are_refused_for_broadcasts(extra, field):
-    found = problems({"id": "b", "category": "marketing", "when": {"schedule": "rate(1 day)"}, "then": [EMAIL],
+    found = problems({"id": "b", "category": "marketing", "topic": "offers", "when": {"schedule": "rate(1 day)"}, "then": [EMAIL],
                       **extra})
     assert field in found and "broadcasts" in found[field]
 
 
 def test_steps_and_counts_are_refused_for_broadcasts():
-    found = problems({"id": "b", "category": "marketing", "when": {"schedule": "rate(1 day)"},
+    found = problems({"id": "b", "category": "marketing", "topic": "offers", "when": {"schedule": "rate(1 day)"},
                       "steps": [{"then": [EMAIL]}]})
     assert "broadcasts" in found["steps"]
-    found = problems({"id": "b", "category": "marketing", "then": [EMAIL],
+    found = problems({"id": "b", "category": "marketing", "topic": "offers", "then": [EMAIL],
                       "when": {"schedule": "rate(1 day)", "count": {"at_least": 2, "within": "1d"}}})
     assert "broadcasts" in found["when.count"]
 

@@ -137,3 +137,25 @@ def test_list_prints_a_table_of_triggers():
         "order-confirmation  transactional  Order Completed  yes      3",
         "pricing-page-alert  internal       page             no       1",
     ]
+
+
+def test_validate_refuses_triggers_that_break_the_compliance_rules(tmp_path):
+    write(tmp_path, "templates/promo.yaml", "id: promo\nchannel: email\nsubject: Sale\ntext: Sale today\n")
+    write(tmp_path, "triggers/no-topic.yaml", "id: no-topic\ncategory: marketing\nwhen: {event: Viewed}\n"
+                                              "then:\n  - email: {template: promo, from: shop@example.com}\n")
+    write(tmp_path, "triggers/night-sms.yaml", "id: night-sms\ncategory: marketing\ntopic: offers\n"
+                                               "quiet_hours: false\nwhen: {event: Viewed}\n"
+                                               "then:\n  - sms: {text: Sale today}\n")
+    write(tmp_path, "triggers/uncapped.yaml", "id: uncapped\ncategory: marketing\ntopic: offers\nbudget: false\n"
+                                              "when: {event: Viewed}\n"
+                                              "then:\n  - email: {template: promo, from: shop@example.com}\n")
+    status, out, _ = run("validate", str(tmp_path))
+    assert status == 1
+    assert sorted(out.splitlines()) == sorted([
+        f"{tmp_path}/triggers/no-topic.yaml: topic: is required: a marketing email needs the subscription topic "
+        "people can leave (e.g. topic: offers), so every message can be unsubscribed from",
+        f"{tmp_path}/triggers/night-sms.yaml: quiet_hours: cannot be switched off for a marketing SMS: texts that "
+        "sell must respect the recipient's night (carriers and the law require it)",
+        f"{tmp_path}/triggers/uncapped.yaml: budget: can be bypassed by transactional triggers only; a marketing "
+        "trigger's messages count against the person's fatigue budget",
+    ])

@@ -21,7 +21,7 @@ EMAIL = {"email": {"template": "offer", "from": "Shop <hello@example.com>"}}
 
 
 def trigger(when, **extra):
-    doc = {"id": extra.pop("id", "birthday"), "category": "marketing", "when": when, "then": [EMAIL], **extra}
+    doc = {"id": extra.pop("id", "birthday"), "category": "marketing", "topic": "offers", "when": when, "then": [EMAIL], **extra}
     return parse_trigger(doc, templates=None, origin="test")
 
 

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 import pytest
 
 from chalicelib import webhook_signature
+from chalicelib.delivery_policy import DeliveryPolicy
 from chalicelib.deliver import deliver
 from chalicelib.errors import SendRejected, SendRetryable
 from chalicelib.evaluate import Decision, evaluate
@@ -25,7 +26,8 @@ THANKS = parse_template({
 
 
 def trigger(*actions, event="Whitepaper Downloaded", category="transactional"):
-    return parse_trigger({"id": "t1", "description": "test", "category": category,
+    topic = {"topic": "offers"} if category == "marketing" else {}
+    return parse_trigger({"id": "t1", "description": "test", "category": category, **topic,
                           "when": {"event": event}, "then": list(actions)},
                          templates={"thanks"}, origin="test")
 
@@ -195,7 +197,7 @@ SMS = {"sms": {"text": "{{ traits.name }}, the boots are back"}}
 
 def deliver_at(world, decision, moment):
     return deliver(decision, profiles=world.profiles, ledger=world.ledger, templates=world.definitions,
-                   channels=world.channels, now=lambda: moment, timers=world.timers)
+                   channels=world.channels, now=lambda: moment, policy=DeliveryPolicy(timers=world.timers))
 
 
 def test_marketing_sms_inside_quiet_hours_waits_for_the_morning_in_the_recipients_zone():

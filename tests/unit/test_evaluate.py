@@ -12,7 +12,7 @@ NOW = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc)
 
 
 def trig(trigger_id, when, **extra):
-    doc = {"id": trigger_id, "description": "", "category": "marketing", "when": when,
+    doc = {"id": trigger_id, "description": "", "category": "marketing", "topic": "offers", "when": when,
            "then": [{"update_profile": {"set": {"seen": True}}}], **extra}
     return parse_trigger(doc, templates=None, origin="test")
 

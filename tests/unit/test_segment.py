@@ -137,3 +137,25 @@ def test_gzipped_bodies_are_read_and_bombs_are_refused():
     assert "decompressed" in fields(exc)["body"]
     with pytest.raises(InvalidInput):
         parse_body(b"not gzip at all", 1000, "gzip")
+
+
+# --- times at the edges of the calendar (found by fuzzing the HTTP API) ----------------------
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"timestamp": "0001-01-01T00:00:00Z", "sentAt": "9999-12-31T00:00:00Z"}, "timestamp"),
+    ({"originalTimestamp": "9999-01-01T00:00:00Z", "sentAt": "0001-01-02T00:00:00Z"}, "originalTimestamp"),
+    ({"timestamp": "0001-01-01T00:00:00+01:00"}, "timestamp"),
+    ({"sentAt": "9999-12-31T23:59:59-01:00"}, "sentAt"),
+])
+def test_times_that_cannot_be_corrected_or_stored_are_refused_naming_the_field(body, field):
+    with pytest.raises(InvalidInput) as refused:
+        parse_call("track", {"userId": "ana", "event": "Signed Up", **body}, NOW, LIMIT)
+    assert refused.value.problems[0].field == field
+
+
+def test_times_before_year_1000_are_written_as_iso_8601_and_sort_in_time_order():
+    event = parse_call("track", {"userId": "ana", "event": "Signed Up", "timestamp": "0999-05-01T10:00:00Z"},
+                       NOW, LIMIT)
+    assert iso(event.timestamp) == "0999-05-01T10:00:00.000Z"
+    assert sorted([iso(NOW), iso(event.timestamp)]) == [iso(event.timestamp), iso(NOW)]

@@ -21,7 +21,7 @@ def email(n):
 
 
 WELCOME = {
-    "id": "welcome", "description": "", "category": "marketing", "when": {"event": "Signed Up"},
+    "id": "welcome", "description": "", "category": "marketing", "topic": "offers", "when": {"event": "Signed Up"},
     "exit": {"event": "Upgraded"}, "reentry": "once",
     "steps": [
         {"then": [email(1)]},

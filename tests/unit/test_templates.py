@@ -101,3 +101,9 @@ def test_a_template_reads_back_in_its_file_shape():
     doc = {"id": "lead", "channel": "alert", "description": "For sales", "subject": "Lead", "text": "{{ who }}"}
     template = parse_template(doc, "x", version=3)
     assert template.as_dict() == doc and template.version == 3
+
+
+@pytest.mark.parametrize("channel", [["email"], {"email": True}, 7, None])
+def test_a_channel_that_is_not_a_name_is_refused_naming_it(channel):
+    """Found by fuzzing PUT /v1/templates: a list here was a 500."""
+    assert problems({**WELCOME, "channel": channel})["channel"] == "must be one of email, sms, alert, webhook"

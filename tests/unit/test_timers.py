@@ -15,7 +15,7 @@ from tests.fakes import (MemoryDecisionLog, MemoryDefinitions, MemoryEventLog, M
                          MemorySendQueue, MemoryTimers)
 
 T0 = datetime(2026, 12, 2, 10, 0, tzinfo=timezone.utc)
-CART = {"id": "abandoned-cart", "description": "", "category": "marketing", "when": {"event": "Product Added"},
+CART = {"id": "abandoned-cart", "description": "", "category": "marketing", "topic": "offers", "when": {"event": "Product Added"},
         "wait": "1h", "unless": {"event": "Order Completed"},
         "then": [{"update_profile": {"add_tags": ["cart-reminded"]}}]}
 
@@ -105,3 +105,13 @@ def test_bad_waits_are_refused_with_the_field(change, field):
     with pytest.raises(InvalidInput) as exc:
         parse_trigger(doc, templates=None, origin="test")
     assert field in {p.field for p in exc.value.problems}
+
+
+def test_a_timer_of_a_person_erased_during_the_wait_does_nothing_and_records_nothing():
+    shop = Shop()
+    shop.event("Product Added", 0, "add-1")
+    shop.profiles.delete("user:ana")
+    result = shop.at(60)
+    assert (result.due, result.acted) == (1, 0)
+    assert shop.queue.decisions == [] and shop.decisions.evaluations == []
+    assert shop.timers.items == {}

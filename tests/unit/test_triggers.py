@@ -9,7 +9,7 @@ TEMPLATES = {"welcome": "email", "sms-hi": "sms", "lead": "alert", "hook-body": 
 
 
 def trigger(**changes):
-    doc = {"id": "welcome", "description": "Welcome new sign-ups", "category": "marketing",
+    doc = {"id": "welcome", "description": "Welcome new sign-ups", "category": "marketing", "topic": "offers",
            "when": {"event": "Signed Up"},
            "then": [{"email": {"template": "welcome", "from": "Shop <hello@example.com>"}}]}
     doc.update(changes)
@@ -42,7 +42,7 @@ def test_a_valid_trigger_reads_back_as_written():
 def test_every_problem_is_reported_at_once_with_its_field():
     found = problems({"id": "Welcome!", "category": "newsletter", "when": {}, "then": [], "owner": "ana"})
     assert found == {
-        "owner": "is not a trigger field (expected one of id, description, category, when, then, enabled, wait, unless, steps, exit, reentry)",
+        "owner": "is not a trigger field (expected one of id, description, category, when, then, enabled, wait, unless, steps, exit, reentry, topic, priority, expires, quiet_hours, budget)",
         "id": "must be 1-64 characters a-z, 0-9, '-' or '_', starting with a letter or digit",
         "category": "must be one of transactional, marketing, internal",
         "when": "must have exactly one of event (a track event's name), type (page, screen, identify, group, "
@@ -84,7 +84,7 @@ def test_the_error_message_names_file_field_and_reason():
     (trigger(then=[{"email": "welcome"}]), "then[0].email", "must be a mapping of the action's parameters"),
     (trigger(then=[{"emit": {"event": "Nudged"}}] * 11), "then", "must have at most 10 actions"),
     (trigger(starts="2026-12-01"), "starts",
-     "is not a trigger field (expected one of id, description, category, when, then, enabled, wait, unless, steps, exit, reentry)"),
+     "is not a trigger field (expected one of id, description, category, when, then, enabled, wait, unless, steps, exit, reentry, topic, priority, expires, quiet_hours, budget)"),
 ])
 def test_refusals_say_why(doc, field, rule):
     assert problems(doc)[field] == rule
