@@ -28,7 +28,7 @@ from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.consent import Consent, Standing, Suppression, digest
-from chalicelib.dynamodb import translated
+from chalicelib.dynamodb import conditional_failure, translated
 from chalicelib.errors import ConcurrentUpdate
 from chalicelib.settings import Settings
 
@@ -52,12 +52,6 @@ def bind(settings: Settings) -> None:
         ConsentItem.Meta.region = settings.region
         ConsentItem._connection = None
 
-
-def _failed_condition(exc: Exception) -> bool:
-    if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
-        return True
-    reasons = getattr(exc, "cancellation_reasons", None) or []
-    return any(reason is not None and reason.code == "ConditionalCheckFailed" for reason in reasons)
 
 
 class DynamoConsentStore:
@@ -102,9 +96,9 @@ class DynamoConsentStore:
                             f"person#{profile_id}", f"consent#{consent.at}#{key}",
                             data=json.dumps({"key": key, **consent.as_dict()}, separators=(",", ":"))))
             except TransactWriteError as exc:
-                if _failed_condition(exc) and attempt < MAX_ATTEMPTS - 1:
+                if conditional_failure(exc) and attempt < MAX_ATTEMPTS - 1:
                     continue
-                if _failed_condition(exc):
+                if conditional_failure(exc):
                     raise ConcurrentUpdate(f"subscriptions of {profile_id} kept changing") from exc
                 raise
             return {key: Consent.from_dict(value) for key, value in states.items()}
@@ -136,7 +130,7 @@ class DynamoConsentStore:
         try:
             item.save(condition=condition, add_version_condition=False)
         except PutError as exc:
-            if not _failed_condition(exc):
+            if not conditional_failure(exc):
                 raise
 
     @translated
@@ -149,7 +143,7 @@ class DynamoConsentStore:
                 condition=ConsentItem.data == json.dumps({"reason": found.reason, "at": found.at}),
                 add_version_condition=False)
         except DeleteError as exc:
-            if _failed_condition(exc):
+            if conditional_failure(exc):
                 return False
             raise
         return True
@@ -212,6 +206,6 @@ class DynamoConsentStore:
         try:
             item.save()
         except PutError as exc:
-            if _failed_condition(exc):
+            if conditional_failure(exc):
                 raise ConcurrentUpdate(f"budget {profile_id}/{channel}") from exc
             raise

@@ -161,8 +161,13 @@ def bind(settings: Settings) -> None:
             model._connection = None
 
 
-def _conditional_failure(exc: Exception) -> bool:
-    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
+def conditional_failure(exc: Exception) -> bool:
+    """True when a write was refused by its condition (a single write, or any
+    part of a transaction)."""
+    if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+        return True
+    reasons = getattr(exc, "cancellation_reasons", None) or []
+    return any(reason is not None and reason.code == "ConditionalCheckFailed" for reason in reasons)
 
 
 def _delete_items(model: type[Model], items: Sequence[Model]) -> None:
@@ -270,7 +275,7 @@ class DynamoEventLog:
         try:
             item.save(condition=EventItem.pk.does_not_exist())
         except PutError as exc:
-            if _conditional_failure(exc):
+            if conditional_failure(exc):
                 return False
             raise
         return True
@@ -378,7 +383,7 @@ class DynamoProfileStore:
         try:
             item.save()
         except PutError as exc:
-            if _conditional_failure(exc):
+            if conditional_failure(exc):
                 raise ConcurrentUpdate(profile.profile_id) from exc
             raise
         return replace(profile, version=item.version)
@@ -419,7 +424,7 @@ class DynamoProfileStore:
             ProfileItem(f"alias:{anonymous_id}").delete(condition=ProfileItem.user_id == user_id,
                                                         add_version_condition=False)
         except DeleteError as exc:
-            if _conditional_failure(exc):
+            if conditional_failure(exc):
                 return False
             raise
         return True
@@ -484,7 +489,7 @@ class DynamoLedger:
         try:
             self._item(record).save(condition=DeliveryItem.pk.does_not_exist() | (DeliveryItem.status == "deferred"))
         except PutError as exc:
-            if _conditional_failure(exc):
+            if conditional_failure(exc):
                 return False
             raise
         return True
@@ -500,7 +505,7 @@ class DynamoLedger:
             item.update(actions=[data, DeliveryItem.status.set(record.status)],
                         condition=DeliveryItem.status == "sending")
         except UpdateError as exc:
-            if not _conditional_failure(exc):
+            if not conditional_failure(exc):
                 raise
             item.update(actions=[data])
 
@@ -525,7 +530,7 @@ class DynamoLedger:
             try:
                 item.update(actions=actions, condition=condition)
             except UpdateError as exc:
-                if _conditional_failure(exc):
+                if conditional_failure(exc):
                     continue
                 raise
             return _record_from_item(item)
@@ -536,7 +541,7 @@ class DynamoLedger:
         try:
             DeliveryItem(profile_id, f"msg#{key}").delete(condition=DeliveryItem.status == "sending")
         except DeleteError as exc:
-            if not _conditional_failure(exc):
+            if not conditional_failure(exc):
                 raise
 
     @translated
@@ -549,7 +554,7 @@ class DynamoLedger:
             # A lapsed entry carries expires_at (it is also the table's TTL attribute).
             item.save(condition=DeliveryItem.pk.does_not_exist() | (DeliveryItem.expires_at < now))
         except PutError as exc:
-            if not _conditional_failure(exc):
+            if not conditional_failure(exc):
                 raise
             held = DeliveryItem.get(profile_id, f"enroll#{trigger_id}", consistent_read=True)
             return json.loads(held.data).get("occurrence") == occurrence
@@ -650,7 +655,7 @@ class DynamoBroadcastRuns:
             DeliveryItem(f"broadcast#{trigger_id}", "seen", data=json.dumps({"at": iso(now)})).save(
                 condition=DeliveryItem.pk.does_not_exist())
         except PutError as exc:
-            if not _conditional_failure(exc):
+            if not conditional_failure(exc):
                 raise
         return now
 
@@ -662,7 +667,7 @@ class DynamoBroadcastRuns:
         try:
             item.save(condition=DeliveryItem.pk.does_not_exist())
         except PutError as exc:
-            if _conditional_failure(exc):
+            if conditional_failure(exc):
                 return False
             raise
         return True

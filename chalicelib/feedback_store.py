@@ -31,7 +31,7 @@ from pynamodb.exceptions import DeleteError, PutError, TransactWriteError
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.dynamodb import translated
+from chalicelib.dynamodb import conditional_failure, translated
 from chalicelib.feedback import COUNTERS, MAX_WINDOW_HOURS, REPUTATION_COUNTERS, Totals, day_of, hour_of
 from chalicelib.segment import parse_time
 from chalicelib.settings import Settings
@@ -66,12 +66,6 @@ def bind(settings: Settings) -> None:
         FeedbackItem._connection = None
 
 
-def _failed_condition(exc: Exception) -> bool:
-    if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
-        return True
-    reasons = getattr(exc, "cancellation_reasons", None) or []
-    return any(reason is not None and reason.code == "ConditionalCheckFailed" for reason in reasons)
-
 
 class DynamoFeedbackStore:
     """FeedbackStore and ReputationGuard on the consent table."""
@@ -97,7 +91,7 @@ class DynamoFeedbackStore:
                     transaction.update(FeedbackItem(REPUTATION, hour),
                                        actions=[attribute.add(1), FeedbackItem.expires_at.set(expires)])
         except TransactWriteError as exc:
-            if _failed_condition(exc):
+            if conditional_failure(exc):
                 return False
             raise
         return True
@@ -121,7 +115,7 @@ class DynamoFeedbackStore:
         try:
             item.save(condition=FeedbackItem.pk.does_not_exist())
         except PutError as exc:
-            if _failed_condition(exc):
+            if conditional_failure(exc):
                 return False
             raise
         return True
@@ -131,7 +125,7 @@ class DynamoFeedbackStore:
         try:
             FeedbackItem(REPUTATION, STATE).delete(condition=FeedbackItem.paused_at == at)
         except DeleteError as exc:
-            if not _failed_condition(exc):
+            if not conditional_failure(exc):
                 raise
 
     @translated

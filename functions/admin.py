@@ -34,7 +34,7 @@ def health() -> Response:
     return json_response({"status": "ok"})
 
 
-def _authorized_profile(user_id: str) -> Profile:
+def authorized_profile(user_id: str) -> Profile:
     """The person's profile, after checking the caller's admin token."""
     request = admin.current_request
     auth.require(auth.ADMIN, auth.bearer_token(request.headers), dependencies.key_store(),
@@ -48,13 +48,13 @@ def _authorized_profile(user_id: str) -> Profile:
 @admin.route("/v1/profiles/{user_id}", methods=["GET"])
 @answers_errors(_CHALLENGE)
 def get_profile(user_id: str) -> Response:
-    return json_response(_authorized_profile(user_id).as_dict())
+    return json_response(authorized_profile(user_id).as_dict())
 
 
 @admin.route("/v1/profiles/{user_id}/events", methods=["GET"])
 @answers_errors(_CHALLENGE)
 def get_profile_events(user_id: str) -> Response:
-    profile = _authorized_profile(user_id)
+    profile = authorized_profile(user_id)
     limit = _limit()
     identities = [profile.profile_id, *(f"anon:{a}" for a in profile.anonymous_ids)]
     try:
@@ -75,7 +75,7 @@ def _limit(default: int = DEFAULT_PAGE) -> int:
 @admin.route("/v1/profiles/{user_id}/messages", methods=["GET"])
 @answers_errors(_CHALLENGE)
 def get_profile_messages(user_id: str) -> Response:
-    profile = _authorized_profile(user_id)
+    profile = authorized_profile(user_id)
     limit = _limit()
     # Decisions made before the person was identified stay under their anonymous id.
     records = [record for key in (profile.profile_id, *(f"anon:{a}" for a in profile.anonymous_ids))
@@ -87,7 +87,7 @@ def get_profile_messages(user_id: str) -> Response:
 @admin.route("/v1/profiles/{user_id}/decisions", methods=["GET"])
 @answers_errors(_CHALLENGE)
 def get_profile_decisions(user_id: str) -> Response:
-    profile = _authorized_profile(user_id)
+    profile = authorized_profile(user_id)
     return json_response({"decisions": dependencies.decision_log().decisions(profile.profile_id, _limit())})
 
 

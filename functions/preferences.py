@@ -45,6 +45,7 @@ from chalicelib.profiles import Profile
 from chalicelib.segment import parse_body
 from chalicelib.settings import get_settings
 from chalicelib.unsubscribe_tokens import Claim, InvalidToken, verify
+from functions.admin import authorized_profile
 
 preferences = Blueprint(__name__)
 
@@ -183,16 +184,6 @@ def save_preferences() -> Response:
 # --- the admin API -----------------------------------------------------------------------
 
 
-def _admin_profile(user_id: str) -> Profile:
-    """The person's profile, after checking the caller's admin token."""
-    request = preferences.current_request
-    auth.require(auth.ADMIN, auth.bearer_token(request.headers), dependencies.key_store(),
-                 get_settings().key_cache_seconds)
-    profile = dependencies.profile_store().get(f"user:{user_id}")
-    if profile is None:
-        raise NotFound(f"no profile for userId {user_id!r}", FieldProblem("userId", "must name a known person"))
-    return profile
-
 
 @preferences.route("/v1/topics", methods=["GET"])
 @answers_errors(_CHALLENGE)
@@ -206,14 +197,14 @@ def list_topics() -> Response:
 @preferences.route("/v1/profiles/{user_id}/subscriptions", methods=["GET"])
 @answers_errors(_CHALLENGE)
 def get_subscriptions(user_id: str) -> Response:
-    profile = _admin_profile(user_id)
+    profile = authorized_profile(user_id)
     return json_response(view(dependencies.consent_store(), profile, _catalogue()))
 
 
 @preferences.route("/v1/profiles/{user_id}/subscriptions", methods=["PUT"])
 @answers_errors(_CHALLENGE)
 def put_subscriptions(user_id: str) -> Response:
-    profile = _admin_profile(user_id)
+    profile = authorized_profile(user_id)
     body = parse_body(preferences.current_request.raw_body, get_settings().max_event_bytes)
     choices, source = parse_choices(body)
     consent = dependencies.consent_store()
