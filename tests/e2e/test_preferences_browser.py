@@ -83,6 +83,17 @@ def status_text(driver: Any) -> str:
     return element.text
 
 
+def press(driver: Any, button_id: str) -> None:
+    """Click a button or link and wait until the page it leads to has replaced this one."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    button = driver.find_element(By.ID, button_id)
+    button.click()
+    WebDriverWait(driver, WAIT_SECONDS).until(expected_conditions.staleness_of(button))
+
+
 def box(driver: Any, name: str, value: str) -> Any:
     from selenium.webdriver.common.by import By
 
@@ -97,14 +108,14 @@ def test_confirming_on_the_unsubscribe_page_leaves_the_topic(stack: Stack, brows
     assert "Offers and promotions" in browser.find_element(By.TAG_NAME, "main").text
     assert topic_row(subscriptions(stack, user_id), "email:offers")["subscribed"] is True
 
-    browser.find_element(By.ID, "confirm").click()
+    press(browser, "confirm")
 
     assert status_text(browser) == "You are unsubscribed from Offers and promotions emails."
     offers = topic_row(subscriptions(stack, user_id), "email:offers")
     assert offers["subscribed"] is False
     assert offers["consent"]["source"] == "unsubscribe-page"
     # The page's link leads on to the preferences, where the topic shows as left.
-    browser.find_element(By.ID, "preferences-link").click()
+    press(browser, "preferences-link")
     assert not box(browser, "topic", "email:offers").is_selected()
     assert box(browser, "topic", "email:news").is_selected()
 
@@ -120,7 +131,7 @@ def test_saving_the_preferences_page_changes_the_subscriptions(stack: Stack, bro
 
     news.click()
     box(browser, "all", "email").click()
-    browser.find_element(By.ID, "save").click()
+    press(browser, "save")
 
     assert status_text(browser) == "Your preferences are saved."
     assert box(browser, "all", "email").is_selected()
@@ -138,12 +149,12 @@ def test_rejoining_a_topic_on_the_preferences_page(stack: Stack, browser: Any) -
     user_id = person(stack)
     browser.get(link(stack, "preferences", user_id))
     box(browser, "all", "email").click()
-    browser.find_element(By.ID, "save").click()
+    press(browser, "save")
     status_text(browser)
 
     box(browser, "all", "email").click()
     box(browser, "topic", "email:lifecycle").click()
-    browser.find_element(By.ID, "save").click()
+    press(browser, "save")
 
     assert status_text(browser) == "Your preferences are saved."
     shown = subscriptions(stack, user_id)
@@ -167,5 +178,5 @@ def test_a_script_in_a_persons_traits_shows_as_text(stack: Stack, browser: Any) 
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert.text  # noqa: B018 - reading it is what raises
     # The form still works for this person.
-    browser.find_element(By.ID, "save").click()
+    press(browser, "save")
     assert status_text(browser) == "Your preferences are saved."
