@@ -45,6 +45,11 @@ e2e: browser
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench
 
+## Loss and duplicates under injected faults and at-least-once delivery (see README, Reliability).
+.PHONY: reliability
+reliability: $(VENV)/.installed
+	PYTHONHASHSEED=0 $(BIN)/python -m bench.reliability
+
 ## Build the deployable template and artifacts into build/package.
 package: $(VENV)/.installed
 	$(BIN)/python -m layers.package --stage $(STAGE) --out build/package

@@ -246,6 +246,23 @@ class DynamoEventLog:
         return results
 
     @translated
+    def stored(self, events: Sequence[Event]) -> list[Event | None]:
+        """One consistent Query per identity over the span of the keys asked
+        (the log's own read, already granted); only retried requests ask, and
+        only for events whose time the retry cannot tell (chalicelib.ingest)."""
+        wanted: dict[str, set[str]] = {}
+        for event in events:
+            if event.client_timestamp is not None:
+                wanted.setdefault(event.identity, set()).add(event_sort_key(event))
+        found: dict[tuple[str, str], Event] = {}
+        for identity, keys in wanted.items():
+            for item in EventItem.query(identity, EventItem.sk.between(min(keys), max(keys)), consistent_read=True):
+                if item.sk in keys and item.data:
+                    found[(identity, item.sk)] = event_from_json(item.data)
+        return [found.get((e.identity, event_sort_key(e))) if e.client_timestamp is not None else None
+                for e in events]
+
+    @translated
     def count(self, identities: Sequence[str], event_key: str, start: datetime, end: datetime) -> int:
         low, high = f"{iso(start)}#", f"{iso(end)}#\uffff"
         total = 0

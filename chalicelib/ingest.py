@@ -14,7 +14,7 @@ from typing import Sequence
 from chalicelib.errors import ConcurrentUpdate
 from chalicelib.ports import EventLog, ProfileStore
 from chalicelib.profiles import Profile, apply_events, linked_anonymous_ids, merge, new_profile
-from chalicelib.segment import Event
+from chalicelib.segment import Event, iso
 
 MAX_PROFILE_ATTEMPTS = 5
 
@@ -27,16 +27,58 @@ class IngestResult:
 
 
 def ingest(events: Sequence[Event], log: EventLog, profiles: ProfileStore) -> IngestResult:
-    """Log ``events`` and update the profiles of the people they belong to."""
-    fresh = [event for event, is_new in zip(events, log.append(events)) if is_new]
-    by_profile = _group_by_profile(fresh, profiles)
+    """Log ``events`` and update the profiles of the people they belong to.
+
+    An event the log already holds is a retry, and its first attempt may have
+    stopped between logging and folding (it answered 503). So a retried event
+    is folded unless the profile already shows an event of that name at or
+    after the logged event's time; without that, a retried identify would
+    never bring its traits (an email address) and a retried order would never
+    call off a cart reminder. The logged time is the retry's own when the
+    client gave a timestamp and no ``sentAt`` correction moved it; when one
+    did, the logged copy is read back (retries only) and folded instead.
+    Retried events without a client timestamp are not folded again (their
+    logged time, the first receipt, is not known).
+    """
+    logged = log.append(events)
+    fresh = [event for event, is_new in zip(events, logged) if is_new]
+    keys = {_key(event) for event in fresh}
+    retried: list[Event] = []
+    for event, is_new in zip(events, logged):
+        if not is_new and _key(event) not in keys and event.client_timestamp is not None:
+            keys.add(_key(event))
+            retried.append(event)
+    by_profile = _group_by_profile([*fresh, *retried], profiles)
+    fresh_keys = {_key(event) for event in fresh}
     for profile_id, person_events in by_profile.items():
-        _update_profile(profile_id, person_events, profiles)
+        _update_profile(profile_id, person_events, profiles, fresh_keys, log)
     return IngestResult(
         accepted=len(fresh),
         duplicates=len(events) - len(fresh),
         profiles=tuple(sorted(by_profile)),
     )
+
+
+def _key(event: Event) -> tuple[str, str, str | None]:
+    """What makes two calls the same event (as the event log keys it)."""
+    return event.identity, event.message_id, iso(event.client_timestamp) if event.client_timestamp else None
+
+
+def _shown(profile: Profile, event: Event) -> bool:
+    """Whether the profile counts an event of this one's name at or after its time."""
+    counter = profile.counters.get(event.counter_name)
+    return counter is not None and counter.last >= iso(event.timestamp)
+
+
+def _to_fold(current: Profile, candidates: list[Event], fresh: set[tuple[str, str, str | None]],
+             log: EventLog) -> list[Event]:
+    """The new events, and the retried ones (as logged) the profile does not show."""
+    chosen = [e for e in candidates if _key(e) in fresh]
+    exact = [e for e in candidates if _key(e) not in fresh and e.timestamp == e.client_timestamp]
+    moved = [e for e in candidates if _key(e) not in fresh and e.timestamp != e.client_timestamp
+             and not _shown(current, e)]  # shown at the retry's own time: taken as shown, nothing read
+    copies = [copy for copy in log.stored(moved) if copy is not None] if moved else []
+    return chosen + [e for e in exact + copies if not _shown(current, e)]
 
 
 def _group_by_profile(events: Sequence[Event], profiles: ProfileStore) -> dict[str, list[Event]]:
@@ -57,9 +99,14 @@ def _group_by_profile(events: Sequence[Event], profiles: ProfileStore) -> dict[s
     return grouped
 
 
-def _update_profile(profile_id: str, events: list[Event], profiles: ProfileStore) -> Profile:
+def _update_profile(profile_id: str, candidates: list[Event], profiles: ProfileStore,
+                    fresh: set[tuple[str, str, str | None]], log: EventLog) -> Profile | None:
     for attempt in range(MAX_PROFILE_ATTEMPTS):
-        current = profiles.get(profile_id) or new_profile(profile_id)
+        stored = profiles.get(profile_id)
+        current = stored or new_profile(profile_id)
+        events = _to_fold(current, candidates, fresh, log)
+        if not events:
+            return stored  # a retry of what the profile already shows: nothing to write
         newly_linked = [a for a in sorted(linked_anonymous_ids(events)) if a not in current.anonymous_ids]
         merged_away = []
         for anonymous_id in newly_linked:

@@ -30,6 +30,11 @@ class EventLog(Protocol):
         identity. Returns, per event, True when it was new. A repeated call with
         the same events stores nothing more."""
 
+    def stored(self, events: Sequence[Event]) -> list[Event | None]:
+        """The logged copy of each of these events, read consistently, for the
+        events that carry a client timestamp (the key is then known); None for
+        the others and for events not logged."""
+
     def history(self, identities: Sequence[str], limit: int, cursor: str | None) -> EventPage:
         """Events of these identities (``user:<id>``/``anon:<id>``), newest first."""
 

@@ -41,10 +41,17 @@ Handlers are called exactly as Lambda calls them: ``app.handler_map[name]``
 with the event as plain JSON data and a Lambda context, so Chalice's event
 classes and middleware run as in the cloud. Each source runs in its own thread;
 events of one source are handled one invocation at a time.
+
+At-least-once mode (``redelivery``, an infra.faults.Redelivery; the local stack
+sets it from NUDGE_DUPLICATE_DELIVERY): every batch is handed over shuffled, and
+a share of the queue messages, bus events, notifications and stream records
+handled come again once or twice more, later, in other batches, as AWS may do.
+``invoking`` is entered around every invocation (infra.faults arms its faults there).
 """
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import re
@@ -52,7 +59,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ContextManager, Mapping
 
 from botocore.exceptions import ClientError
 from chalice.app import (
@@ -77,6 +84,11 @@ ClientFactory = Callable[[str], Any]
 ContextFactory = Callable[[str], Any]
 #: handler name -> what the template binds its event source to.
 BindingLookup = Callable[[str], Binding]
+#: handler name -> a context entered around each of its invocations.
+InvocationScope = Callable[[str], ContextManager[Any]]
+
+#: The message attribute that marks a repeated delivery (not repeated again).
+COPY_ATTRIBUTE = "nudge-local-copy"
 
 _MAX_ERROR_TEXT = 1000
 
@@ -121,8 +133,13 @@ class EventSourceRuntime:
         policy: DeliveryPolicy = DeliveryPolicy(),
         context_factory: ContextFactory | None = None,
         bindings: BindingLookup | None = None,
+        redelivery: Any = None,
+        invoking: InvocationScope | None = None,
     ) -> None:
         self.app = app
+        #: infra.faults.Redelivery (or None): repeat and reorder deliveries.
+        self.redelivery = redelivery
+        self.invoking: InvocationScope = invoking or (lambda name: contextlib.nullcontext())
         self.bus_name = bus_name
         self.prefix = prefix
         self.policy = policy
@@ -222,7 +239,16 @@ class EventSourceRuntime:
         """One Lambda invocation of handler ``name``: the event goes through
         JSON as it would over the wire, and exceptions propagate."""
         handler = self.app.handler_map[name]
-        return handler(json.loads(json.dumps(event)), self._context_factory(name))
+        with self.invoking(name):
+            return handler(json.loads(json.dumps(event)), self._context_factory(name))
+
+    def shuffled(self, items: list[Any]) -> list[Any]:
+        """A batch as it is handed over: shuffled in at-least-once mode."""
+        return self.redelivery.shuffled(items) if self.redelivery is not None else items
+
+    def copies(self) -> int:
+        """How many more times to deliver an item just handled (at-least-once mode)."""
+        return self.redelivery.copies() if self.redelivery is not None else 0
 
     def fire(self, name: str) -> Any:
         """Invoke a scheduled handler now, as its schedule would."""
@@ -297,6 +323,20 @@ class QueuePoller(EventSource):
     def deliver(self, sqs: Any, messages: list[dict[str, Any]]) -> None:
         raise NotImplementedError
 
+    def repeat(self, sqs: Any, messages: list[dict[str, Any]]) -> None:
+        """At-least-once mode: put copies of handled messages back on the
+        queue, so they come again later, in other batches (copies are not
+        copied again)."""
+        for message in messages:
+            if COPY_ATTRIBUTE in message.get("MessageAttributes", {}):
+                continue
+            attributes = {name: {key: value[key] for key in ("DataType", "StringValue", "BinaryValue") if key in value}
+                          for name, value in message.get("MessageAttributes", {}).items()}
+            attributes[COPY_ATTRIBUTE] = {"DataType": "String", "StringValue": "at-least-once"}
+            for _ in range(self.runtime.copies()):
+                sqs.send_message(QueueUrl=self.queue_url, MessageBody=message["Body"], MessageAttributes=attributes,
+                                 DelaySeconds=self.runtime.redelivery.later(3) - 1)
+
     def retry_later(self, sqs: Any, message: dict[str, Any]) -> None:
         """Make a failed message visible again after the retry delay."""
         delay = self.runtime.policy.retry_seconds * _receive_count(message)
@@ -316,7 +356,7 @@ class AsyncEventSource(QueuePoller):
         raise NotImplementedError
 
     def deliver(self, sqs: Any, messages: list[dict[str, Any]]) -> None:
-        for message in messages:
+        for message in self.runtime.shuffled(messages):
             event = self.event(message)
             try:
                 self.runtime.invoke(self.name, event)
@@ -324,6 +364,7 @@ class AsyncEventSource(QueuePoller):
                 self.failed(sqs, message, event, exc)
             else:
                 sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+                self.repeat(sqs, [message])
 
     def failed(self, sqs: Any, message: dict[str, Any], event: dict[str, Any], exc: Exception) -> None:
         attempt, limit = _receive_count(message), self.runtime.max_attempts(self)
@@ -490,6 +531,7 @@ class SqsQueueSource(QueuePoller):
         }
 
     def deliver(self, sqs: Any, messages: list[dict[str, Any]]) -> None:
+        messages = self.runtime.shuffled(messages)
         ids = [message["MessageId"] for message in messages]
         try:
             result = self.runtime.invoke(self.name, {"Records": [self.record(m) for m in messages]})
@@ -508,6 +550,7 @@ class SqsQueueSource(QueuePoller):
         if done:
             sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
                 {"Id": str(index), "ReceiptHandle": m["ReceiptHandle"]} for index, m in enumerate(done)])
+            self.repeat(sqs, done)
         for message in messages:
             if message["MessageId"] in failed:
                 self.retry_later(sqs, message)
@@ -572,6 +615,10 @@ class DynamoStreamSource(EventSource):
             for shard in shards}
         self.pending: dict[str, list[dict[str, Any]]] = {shard: [] for shard in self.iterators}
         self.attempts: dict[str, int] = {shard: 0 for shard in self.iterators}
+        #: At-least-once mode: shard -> [batches to wait, record] of records to hand over again,
+        #: and the sequence numbers already repeated (a copy is not copied again).
+        self.replays: dict[str, list[list[Any]]] = {shard: [] for shard in self.iterators}
+        self.repeated: dict[str, set[str]] = {shard: set() for shard in self.iterators}
         self.batch_size = max(1, min(self.binding.batch_size or self.config.batch_size or 100, 1000))
         self.reports_failures = bool(self.binding.report_batch_item_failures)
         self.dead_letter_url = self.binding.dead_letter_queue_url
@@ -593,12 +640,28 @@ class DynamoStreamSource(EventSource):
                         log.warning("reading stream %s failed; trying again", self.stream_arn, exc_info=True)
                         continue
                     self.iterators[shard] = response.get("NextShardIterator")
-                    self.pending[shard] = [self.record(r) for r in response.get("Records", [])]
+                    self.pending[shard] = self.runtime.shuffled([self.record(r) for r in response.get("Records", [])])
+                self._replay(shard)
                 if self.pending[shard]:
                     busy = True
                     self.deliver(shard, stop)
             if not busy:
                 stop.wait(self.runtime.policy.stream_poll_seconds)
+
+    def _replay(self, shard: str) -> None:
+        """At-least-once mode: records handled earlier whose turn to come again
+        has come join the pending ones (one delivery of a record per batch)."""
+        waiting = self.replays[shard]
+        for entry in waiting:
+            entry[0] -= 1
+        head = {r["dynamodb"]["SequenceNumber"] for r in self.pending[shard][:self.batch_size]}
+        for entry in [e for e in waiting if e[0] <= 0]:
+            number = entry[1]["dynamodb"]["SequenceNumber"]
+            if number not in head:
+                waiting.remove(entry)
+                self.pending[shard].insert(self.runtime.redelivery.position(min(len(self.pending[shard]),
+                                                                                self.batch_size - 1)), entry[1])
+                head.add(number)
 
     def deliver(self, shard: str, stop: threading.Event) -> None:
         batch = self.pending[shard][:self.batch_size]
@@ -611,6 +674,14 @@ class DynamoStreamSource(EventSource):
         else:
             failed = batch_item_failures(result, numbers) if self.reports_failures else set()
             first_failed = min(numbers.index(number) for number in failed) if failed else None
+        done = batch if first_failed is None else batch[:first_failed]
+        if self.runtime.redelivery is not None:
+            for record in done:
+                number = record["dynamodb"]["SequenceNumber"]
+                if number not in self.repeated[shard]:
+                    self.repeated[shard].add(number)
+                    self.replays[shard] += [[self.runtime.redelivery.later(3), record]
+                                            for _ in range(self.runtime.copies())]
         if first_failed is None:
             del self.pending[shard][:len(batch)]
             self.attempts[shard] = 0

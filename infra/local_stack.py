@@ -16,7 +16,12 @@ One process, started with ``python -m infra.local_stack``:
 6. the HTTP API on 127.0.0.1:$PORT (default 8000), served in this process by
    Chalice's local server (threaded, no autoreload);
 7. the example triggers and templates (triggers/, templates/) applied through
-   the admin API as ``nudge apply`` does (skipped with NUDGE_LOCAL_EXAMPLES=0).
+   the admin API as ``nudge apply`` does (skipped with NUDGE_LOCAL_EXAMPLES=0);
+8. fault injection, when asked for (infra/faults.py): NUDGE_FAULT_RATE,
+   NUDGE_FAULT_SEED, NUDGE_FAULT_DIE_AFTER_SEND and NUDGE_DUPLICATE_DELIVERY
+   make the handlers' AWS calls fail, delivery processes die after a send, and
+   deliveries come two or three times out of order. Set up from the start,
+   active once the stack is ready (the examples are applied without faults).
 
 Ctrl-C or SIGTERM stops all of it and exits 0. Nothing is kept between runs.
 """
@@ -144,6 +149,7 @@ class LocalStack:
         self.ready_seconds = 0.0
         self.examples = "not applied"
         self.runtime: Any = None
+        self.faults: Any = None
         self.ses_events: Any = None
         self.emulator: Any = None
         self.http: Any = None
@@ -167,12 +173,23 @@ class LocalStack:
         self._create_stack()
         config, app = self._load_app()
         self._seed_keys()
+        self._prepare_faults()
         self._start_event_sources(app, config)
         self._start_ses_events()
         self._serve_http(app, config)
         if self.options.examples:
             self._apply_examples()
+        if self.faults is not None:
+            self._teardown.enter_context(self.faults)
+            log.warning("fault injection is on: %s", self.faults.plan.describe())
         self.ready_seconds = time.monotonic() - began
+
+    def _prepare_faults(self) -> None:
+        """The injector the environment asks for (NUDGE_FAULT_*, NUDGE_DUPLICATE_DELIVERY), if any."""
+        from infra.faults import FaultInjector, FaultPlan
+
+        plan = FaultPlan.from_env(os.environ)
+        self.faults = FaultInjector(plan) if plan.enabled else None
 
     def _start_emulator(self) -> None:
         from infra.emulator import Emulator
@@ -238,9 +255,14 @@ class LocalStack:
                                  memory_size=scoped.lambda_memory_size or 128,
                                  max_runtime_ms=(scoped.lambda_timeout or 60) * 1000)
 
+        from infra.faults import Redelivery, armed_invocations
+
+        faults = self.faults
         self.runtime = EventSourceRuntime(app, session.client, bus_name=get_settings().event_bus,
                                           prefix=self.options.stack_name, context_factory=context_for,
-                                          bindings=bindings)
+                                          bindings=bindings,
+                                          redelivery=Redelivery.from_plan(faults.plan) if faults else None,
+                                          invoking=armed_invocations(faults) if faults else None)
         self._teardown.callback(self.runtime.stop)
         self.runtime.start()
 
@@ -260,9 +282,13 @@ class LocalStack:
     def _serve_http(self, app: Any, config: Any) -> None:
         from chalice.cli.factory import CLIFactory
 
+        from infra.faults import arm_http_server
+
         server = CLIFactory(str(PROJECT_DIR), environ=os.environ).create_local_server(
             app, config, HOST, self.options.port)
         server.server.RequestHandlerClass = gateway_errors_in_json_shape(app, config)
+        if self.faults is not None:
+            arm_http_server(server.server, self.faults)
         self.http = server
 
         def close() -> None:

@@ -29,6 +29,10 @@ class MemoryEventLog:
             results.append(True)
         return results
 
+    def stored(self, events):
+        return [self.items.get((e.identity, event_sort_key(e))) if e.client_timestamp is not None else None
+                for e in events]
+
     def count(self, identities, event_key, start, end) -> int:
         from chalicelib.segment import iso
 

@@ -162,6 +162,15 @@ def run_flows(client: Client, recorder: Recorder, template: dict[str, Any]) -> N
                                                     resources=[], region="us-east-1")
             response = client.lambda_.invoke("on_bus_event", event)
             assert response.payload["accepted"] >= 1, response.payload
+        # A retried event whose sentAt correction moved its time: the logged copy is read back.
+        timed = {"userId": "u2", "event": "Plan Viewed", "messageId": "bt2", "timestamp": "2026-12-01T10:00:00Z",
+                 "sentAt": "2026-12-01T10:00:05Z"}
+        for attempt, at in enumerate(("2026-12-01T10:00:06Z", "2026-12-01T10:07:06Z")):
+            event = client.events.generate_cw_event(source="tests", detail_type="track", detail=timed,
+                                                    resources=[], region="us-east-1")
+            event["time"] = at
+            response = client.lambda_.invoke("on_bus_event", event)
+            assert response.payload["accepted"] == (1 if attempt == 0 else 0), response.payload
     # Export and erasure of u1, who by now has events, messages, decisions, timers and
     # (set here, outside the recording) subscriptions with their consent history.
     from chalicelib import dependencies
