@@ -54,12 +54,7 @@ class Pipeline:
         messages = answer.get("Messages", [])
         if not messages:
             return 0
-        records = [{
-            "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-            "attributes": m.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
-            "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:send",
-            "awsRegion": "us-east-1",
-        } for m in messages]
+        records = sqs_records(messages)
         with self.invoking("on_send"):
             result = self.client.lambda_.invoke("on_send", {"Records": records}).payload
         failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
@@ -240,12 +235,7 @@ class AtLeastOncePipeline(Pipeline):
             return 0
         if self.redelivery is not None:
             messages = self.redelivery.shuffled(messages)
-        records = [{
-            "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-            "attributes": m.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
-            "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:send",
-            "awsRegion": "us-east-1",
-        } for m in messages]
+        records = sqs_records(messages)
         result = self._invoke("on_send", {"Records": records})
         self.delivered["on_send"] += len(records)
         ids = [m["MessageId"] for m in messages]
@@ -315,3 +305,13 @@ class AtLeastOncePipeline(Pipeline):
             except Exception:  # noqa: BLE001 - the next minute's sweep picks up the rest
                 self.handler_errors += 1
         raise AssertionError("the sweep never completed")
+
+
+def sqs_records(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Received send-queue messages as the records Lambda hands the delivery function."""
+    return [{
+        "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+        "attributes": m.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
+        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:send",
+        "awsRegion": "us-east-1",
+    } for m in messages]
