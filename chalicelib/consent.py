@@ -73,6 +73,9 @@ class Standing:
     erased: bool
     budget: Mapping[str, Any]
     budget_version: int
+    #: Why marketing email is held now (the reputation guard's pause flag,
+    #: chalicelib.feedback), read with the rest for email; None while it may go.
+    paused: str | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ Item shapes (``pk``, ``sk``):
 - ``suppress#<salted hash of the address>``, ``-``: scope, reason, time. The
   address itself is not kept.
 - ``erased#<salted hash of the user id>``, ``-``: the person was erased.
+- ``reputation``, ``state``: the reputation guard's pause flag, written by
+  chalicelib.feedback_store and read here with a person's standing.
 
 Other modules keep their own counters in the same table under other ``pk``
 prefixes (see chalicelib.feedback_store).
@@ -30,6 +32,7 @@ from pynamodb.transactions import TransactWrite
 from chalicelib.consent import Consent, Standing, Suppression, digest
 from chalicelib.dynamodb import conditional_failure, translated
 from chalicelib.errors import ConcurrentUpdate
+from chalicelib.feedback import PAUSE_FLAG, pause_reason
 from chalicelib.settings import Settings
 
 MAX_ATTEMPTS = 5
@@ -169,23 +172,27 @@ class DynamoConsentStore:
 
     @translated
     def standing(self, profile_id: str, user_id: str | None, address: str, channel: str) -> Standing:
-        """One BatchGetItem (consistent) for the prefs, suppression, erased and budget items."""
-        keys = [(f"person#{profile_id}", "prefs"), (f"suppress#{self._hash(address)}", "-"),
-                (f"person#{profile_id}", f"budget#{channel}")]
-        if user_id:
-            keys.append((f"erased#{self._hash(user_id, fold_case=False)}", "-"))
+        """One BatchGetItem (consistent) for the prefs, suppression, erased and
+        budget items, and for email the reputation guard's pause flag."""
+        prefs_key, suppress_key, budget_key = ((f"person#{profile_id}", "prefs"),
+                                               (f"suppress#{self._hash(address)}", "-"),
+                                               (f"person#{profile_id}", f"budget#{channel}"))
+        erased_key = (f"erased#{self._hash(user_id, fold_case=False)}", "-") if user_id else None
+        keys = [prefs_key, suppress_key, budget_key]
+        keys += [erased_key] if erased_key else []
+        keys += [PAUSE_FLAG] if channel == "email" else []
         found = {(item.pk, item.sk): item for item in ConsentItem.batch_get(keys, consistent_read=True)}
-        prefs = found.get(keys[0])
-        suppressed = found.get(keys[1])
-        budget = found.get(keys[2])
+        prefs, suppressed, budget = found.get(prefs_key), found.get(suppress_key), found.get(budget_key)
+        pause = found.get(PAUSE_FLAG)
         body = json.loads(suppressed.data or "{}") if suppressed else {}
         return Standing(
             states={k: Consent.from_dict(v) for k, v in json.loads(prefs.data).items()} if prefs and prefs.data else {},
             suppression=Suppression(scope=suppressed.scope or "all", reason=body.get("reason", ""),
                                     at=body.get("at", "")) if suppressed else None,
-            erased=bool(user_id) and keys[3] in found,
+            erased=erased_key in found,
             budget=json.loads(budget.data or "{}") if budget else {},
             budget_version=int(budget.version or 0) if budget else 0,
+            paused=pause_reason(pause.data) if pause else None,
         )
 
     # --- send budget ---------------------------------------------------------------------

@@ -66,7 +66,6 @@ class DeliveryPolicy:
         budget: Mapping[str, fatigue.Limit | None] | None = None,
         quiet_hours: Mapping[str, Any] | None = None,
         fallback_timezone: str = "UTC",
-        paused: Callable[[], str | None] | None = None,
         opted_out: Callable[[str], bool] | None = None,
     ) -> None:
         self.timers = timers
@@ -75,7 +74,6 @@ class DeliveryPolicy:
         self.budget = budget if budget is not None else fatigue.parse_budget("")
         self.quiet_hours = quiet_hours
         self.fallback_timezone = fallback_timezone
-        self.paused = paused
         self.opted_out = opted_out
 
     def erased(self, profile_id: str) -> bool:
@@ -86,7 +84,8 @@ class DeliveryPolicy:
     def check(self, decision: Decision, profile: Profile, channel: str, address: str, first_held: datetime,
               now: datetime) -> Verdict:
         """The verdict for one message; takes a budget slot when it says ``send``.
-        The person's standing is one read (ConsentStore.standing)."""
+        The person's standing, with the pause flag for email, is one read
+        (ConsentStore.standing)."""
         if channel not in PERSONAL:
             return SEND
         marketing = decision.category == "marketing"
@@ -110,10 +109,8 @@ class DeliveryPolicy:
             if reason:
                 return Verdict("skip", reason)
         expires = first_held + timedelta(seconds=int(policy.get("expires") or 7 * 86400))
-        if channel == "email" and self.paused is not None:
-            why = self.paused()
-            if why:
-                return self._held(now + PAUSE_RECHECK, expires, f"marketing email is paused: {why}")
+        if standing is not None and standing.paused:
+            return self._held(now + PAUSE_RECHECK, expires, f"marketing email is paused: {standing.paused}")
         if policy.get("quietHours", True):
             from chalicelib.quiet_hours import next_allowed, window_for
 

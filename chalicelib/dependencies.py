@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 from chalicelib.ports import (
-    Channels, ConsentStore, DecisionLog, EventLog, KeyStore, Ledger, ProfileStore, ReputationGuard, SendQueue,
+    Channels, ConsentStore, DecisionLog, EventLog, KeyStore, Ledger, ProfileStore, SendQueue,
     TimerStore,
 )
 from chalicelib.settings import Settings, get_settings
@@ -124,11 +124,6 @@ def consent_store() -> ConsentStore:
 
 def feedback_store() -> Any:
     """Feedback counts and the reputation guard's state (chalicelib.feedback.FeedbackStore)."""
-    return _get("feedback")
-
-
-def reputation() -> ReputationGuard:
-    """Whether marketing email is held for the sending reputation (the feedback store)."""
     return _get("feedback")
 
 

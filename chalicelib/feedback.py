@@ -66,6 +66,9 @@ REPUTATION_COUNTERS = ("sent", "bounced", "complained")
 #: Hour buckets are kept this long; the window cannot be longer.
 MAX_WINDOW_HOURS = 14 * 24
 ALERT_TOPIC = "deliverability"
+#: The key (``pk``, ``sk``) of the pause flag on the consent table: set by the
+#: guard (chalicelib.feedback_store), read with a person's standing by delivery.
+PAUSE_FLAG = ("reputation", "state")
 HARD_BOUNCE = "hard bounce"
 COMPLAINT = "complaint"
 
@@ -217,6 +220,11 @@ class FeedbackStore(Protocol):
 
     def resume(self) -> dict[str, str] | None:
         """Clear the pause flag; returns what it was (None: it was not set)."""
+
+
+def pause_reason(data: str | None) -> str:
+    """The reason kept in the pause flag's JSON ``data``."""
+    return json.loads(data or "{}").get("reason") or "paused"
 
 
 # --- parsing ----------------------------------------------------------------------------------------

@@ -1,6 +1,5 @@
 """Feedback counts and the reputation guard's pause flag, on the consent table
-(infra/template.yaml, ``ConsentTable``): chalicelib.feedback.FeedbackStore and
-the ReputationGuard port.
+(infra/template.yaml, ``ConsentTable``): chalicelib.feedback.FeedbackStore.
 
 Item shapes (``pk``, ``sk``), next to the consent store's (chalicelib.consent_store):
 
@@ -9,8 +8,9 @@ Item shapes (``pk``, ``sk``), next to the consent store's (chalicelib.consent_st
   ``bounced``, ``complained``, ``opened``, ``clicked``), added to atomically.
 - ``reputation``, ``<YYYY-MM-DDTHH>``: sends, hard bounces and complaints of
   that hour, for the guard's window; expire after MAX_WINDOW_HOURS.
-- ``reputation``, ``state``: the pause flag (reason and time), set by one
-  conditional write so only one notification pauses sending and alerts.
+- ``reputation``, ``state`` (PAUSE_FLAG): the pause flag (reason and time),
+  set by one conditional write so only one notification pauses sending and
+  alerts; delivery reads it with a person's standing (chalicelib.consent_store).
 - ``feedback#<SES message id>``, ``<counter>``: the email was counted for
   that counter; expires after MARKER_DAYS.
 
@@ -32,13 +32,14 @@ from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.dynamodb import conditional_failure, translated
-from chalicelib.feedback import COUNTERS, MAX_WINDOW_HOURS, REPUTATION_COUNTERS, Totals, day_of, hour_of
+from chalicelib.feedback import (
+    COUNTERS, MAX_WINDOW_HOURS, PAUSE_FLAG, REPUTATION_COUNTERS, Totals, day_of, hour_of,
+)
 from chalicelib.segment import parse_time
 from chalicelib.settings import Settings
 
 MARKER_DAYS = 14
-REPUTATION = "reputation"
-STATE = "state"
+REPUTATION, STATE = PAUSE_FLAG
 
 
 class FeedbackItem(Model):
@@ -68,7 +69,7 @@ def bind(settings: Settings) -> None:
 
 
 class DynamoFeedbackStore:
-    """FeedbackStore and ReputationGuard on the consent table."""
+    """FeedbackStore on the consent table."""
 
     def __init__(self, settings: Settings) -> None:
         bind(settings)

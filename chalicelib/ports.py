@@ -231,12 +231,6 @@ class TimerStore(Protocol):
         """Clear every pending timer of the person; returns how many."""
 
 
-class ReputationGuard(Protocol):
-    def paused(self) -> str | None:
-        """Why marketing email is held now (the sending reputation passed a
-        limit; chalicelib.feedback), or None while it may go out."""
-
-
 class ConsentStore(Protocol):
     """Subscriptions with their consent history, suppressions by salted hash,
     erased people, and the send budget's state (chalicelib.consent, chalicelib.budget)."""
@@ -274,7 +268,8 @@ class ConsentStore(Protocol):
     def standing(self, profile_id: str, user_id: str | None, address: str, channel: str) -> "Standing":
         """Everything delivery checks about one person and address, in one read:
         subscription states, the address's suppression, whether the user id was
-        erased, and the channel's budget state with its version."""
+        erased, the channel's budget state with its version, and for email
+        whether the reputation guard has paused marketing."""
 
     def budget(self, profile_id: str, channel: str) -> tuple[dict[str, Any], int]:
         """The budget state of the person on the channel and its version (0: none yet)."""

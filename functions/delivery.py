@@ -57,7 +57,6 @@ def _policy(settings: Settings) -> DeliveryPolicy:
         budget=parse_budget(settings.fatigue_budget),
         quiet_hours=parse_windows(settings.quiet_hours),
         fallback_timezone=settings.fallback_timezone,
-        paused=dependencies.reputation().paused,
         opted_out=channels.sms_opted_out,
     )
 

@@ -332,9 +332,10 @@ class MemoryBroadcastRuns:
 
 class MemoryConsentStore:
     """ConsentStore in memory; hashes like the DynamoDB adapter so nothing but
-    hashes of addresses and user ids is kept."""
+    hashes of addresses and user ids is kept. ``feedback`` (a
+    MemoryFeedbackStore) holds the pause flag, which shares the table in AWS."""
 
-    def __init__(self, salt: str = "test-salt") -> None:
+    def __init__(self, salt: str = "test-salt", feedback: "MemoryFeedbackStore | None" = None) -> None:
         from chalicelib.consent import digest
 
         self._digest = digest
@@ -345,6 +346,7 @@ class MemoryConsentStore:
         self.erased_ids: set[str] = set()
         self.budgets: dict[tuple[str, str], tuple[dict, int]] = {}
         self.standing_reads = 0
+        self.feedback = feedback
 
     def preferences(self, profile_id):
         return dict(self.states.get(profile_id, {}))
@@ -396,7 +398,8 @@ class MemoryConsentStore:
         self.standing_reads += 1
         state, version = self.budget(profile_id, channel)
         return Standing(states=self.preferences(profile_id), suppression=self.suppression(address),
-                        erased=bool(user_id) and self.erased(user_id), budget=state, budget_version=version)
+                        erased=bool(user_id) and self.erased(user_id), budget=state, budget_version=version,
+                        paused=self.feedback.paused() if self.feedback and channel == "email" else None)
 
     def budget(self, profile_id, channel):
         return self.budgets.get((profile_id, channel), ({}, 0))

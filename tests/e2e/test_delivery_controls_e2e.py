@@ -1,10 +1,12 @@
 """Delivery controls on a running local stack: the unsubscribe headers of
 marketing email, one-click unsubscribe, the fatigue budget across triggers,
-SMS STOP, and the compliance lint of the admin API.
+SMS STOP, the compliance lint of the admin API, and the reputation guard.
 
 This module runs its own stack (time travel moves a process-wide clock) with a
 small budget, ``email=2/1d``, so that the third marketing email of a day waits
-for the next. Emails are checked in moto's own record, headers included.
+for the next, and a reputation guard that judges from the first send, so that
+one complaint pauses marketing email (the last test; it resumes sending).
+Emails are checked in moto's own record, headers included.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ SHOP = "Example Shop <hello@example.com>"
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     with running_stack(tmp_path_factory.mktemp("controls-stack"), "the delivery-controls stack",
                        {"NUDGE_FATIGUE_BUDGET": "email=2/1d,sms=1/1d", "NUDGE_QUIET_HOURS": "sms=off",
-                        "NUDGE_FALLBACK_TIMEZONE": "UTC"}) as stack:
+                        "NUDGE_FALLBACK_TIMEZONE": "UTC", "NUDGE_REPUTATION_MIN_SENDS": "1"}) as stack:
         requests.delete(f"{stack.url}/v1/triggers/holiday-offer", headers=stack.admin_auth(), timeout=10)
         queue_url = stack.physical_id("SendQueue")
         yield Engine(stack=stack, records=MotoRecords(stack.endpoint_url), send_queue_url=queue_url)
@@ -158,3 +160,42 @@ def test_the_admin_api_refuses_a_marketing_email_without_a_topic(engine: Engine)
     [problem] = response.json()["error"]["problems"]
     assert problem["field"] == "topic" and "subscription topic" in problem["rule"]
     assert engine.stack.admin_get("/v1/triggers/ctl-untopical").status_code == 404
+
+
+def test_a_complaint_rate_past_the_limit_holds_marketing_email_until_resumed_while_receipts_go_on(
+        engine: Engine) -> None:
+    stack = engine.stack
+    # Given a person whose mailbox reports their receipt as spam (the SES mailbox simulator)
+    complainer = f"ctl-{uuid.uuid4().hex[:10]}"
+    assert stack.post("/v1/identify", {"userId": complainer, "traits": {
+        "email": f"complaint+{complainer}@simulator.amazonses.com"}}).status_code == 200
+    track(engine, complainer, "Order Completed")
+    # Then the complaint rate passes 0.1% and marketing email pauses
+    paused = eventually(lambda: stack.admin_get("/v1/reputation").json()["paused"], timeout=TIMEOUT,
+                        what="the reputation guard pausing marketing email")
+    assert "complaint rate" in paused["reason"]
+    try:
+        # When another person downloads a whitepaper and then orders
+        user = person(engine)
+        stack.post("/v1/track", {"userId": user, "event": "Whitepaper Downloaded",
+                                 "properties": {"asset": "guide.pdf", "title": "The Guide"}})
+        track(engine, user, "Order Completed")
+        engine.settle(user)
+        # Then the thank-you is held with the reason, and the receipt is sent
+        done = eventually(lambda: (lambda m: m if len(m) == 2 and all(x["status"] != "sending" for x in m) else None)(
+            engine.messages(user)), timeout=TIMEOUT, what="both decisions carried out")
+        by_trigger = {m["trigger"]: m for m in done}
+        assert by_trigger["whitepaper-thank-you"]["status"] == "deferred"
+        assert "marketing email is paused: complaint rate" in by_trigger["whitepaper-thank-you"]["reason"]
+        assert by_trigger["order-confirmation"]["status"] in SENT
+        assert [m.subject for m in sent_to(engine, user)] == ["Your order is confirmed"]
+    finally:
+        # When the operator resumes sending
+        resumed = requests.post(stack.url + "/v1/reputation/resume", headers=stack.admin_auth(), timeout=10)
+        assert resumed.status_code == 200 and resumed.json()["resumed"] is True
+    # Then the held thank-you goes out when it looks again, once
+    engine.advance("31m")
+    engine.settle(user)
+    eventually(lambda: all(m["status"] in SENT for m in engine.messages(user)) or None, timeout=TIMEOUT,
+               what="the held thank-you being sent")
+    assert sorted(m.subject for m in sent_to(engine, user)) == ["Your copy of The Guide", "Your order is confirmed"]

@@ -15,8 +15,8 @@ from chalicelib.templates import parse_template
 from chalicelib.timers import fire
 from chalicelib.triggers import parse_trigger
 from tests.fakes import (
-    MemoryChannels, MemoryConsentStore, MemoryDecisionLog, MemoryDefinitions, MemoryLedger, MemoryProfileStore,
-    MemoryTimers,
+    MemoryChannels, MemoryConsentStore, MemoryDecisionLog, MemoryDefinitions, MemoryFeedbackStore, MemoryLedger,
+    MemoryProfileStore, MemoryTimers,
 )
 
 NOON = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc)
@@ -44,15 +44,15 @@ class Person:
         self.ledger = MemoryLedger()
         self.channels = MemoryChannels()
         self.timers = MemoryTimers()
-        self.consent = MemoryConsentStore()
+        self.reputation = MemoryFeedbackStore()
+        self.consent = MemoryConsentStore(feedback=self.reputation)
         self.notes = MemoryDecisionLog()
         self.definitions = MemoryDefinitions(templates=[NEWS])
         self.user_id = user_id
-        self.paused: str | None = None
         from chalicelib.budget import parse_budget
 
         self.policy = DeliveryPolicy(timers=self.timers, consent=self.consent, budget=parse_budget(budget),
-                                     paused=lambda: self.paused, opted_out=self.channels.sms_opted_out)
+                                     opted_out=self.channels.sms_opted_out)
         identify = parse_call("identify", {"userId": user_id, "traits": traits if traits is not None else {
             "email": "ana@example.com", "phone": "+15555550100", "name": "Ana"}}, NOON, 32768)
         self.profiles.save(apply_events(new_profile(f"user:{user_id}"), [identify]))
@@ -189,10 +189,13 @@ def test_a_redelivered_decision_takes_one_budget_slot():
 
 def test_while_marketing_email_is_paused_it_is_held_and_receipts_go_on():
     person = Person()
-    person.paused = "bounce rate 7.1% over 24 hours"
+    person.reputation.trip("bounce rate 7.1% over 24 hours", "2026-03-02T12:00:00Z")
     held = person.send(trigger())
     assert held.status == "deferred" and "paused: bounce rate" in held.reason
     assert person.send(trigger("receipt", category="transactional")).status == "sent"
+    assert person.consent.standing_reads == 2  # the flag comes with the person's standing, not in a read of its own
+    person.reputation.resume()
+    assert person.send(trigger("after")).status == "sent"
 
 
 def test_a_failed_send_gives_its_budget_slot_back():
