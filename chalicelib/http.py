@@ -79,11 +79,17 @@ def answers_errors(challenge: str) -> Callable[[Callable[..., Response]], Callab
     return decorate
 
 
+def _media(headers: Mapping[str, str]) -> str:
+    return next((v for k, v in headers.items() if k.lower() == "content-type"), "").lower()
+
+
 def in_error_shape(response: Response) -> Response:
     """Chalice's own error answers (415, 405, an unhandled exception's 500) in
     Nudge's JSON error shape; other responses unchanged. Chalice has already
-    logged any traceback."""
+    logged any traceback. Nudge's own error pages (text/html) pass as they are."""
     if response.status_code < 400 or (isinstance(response.body, dict) and "error" in response.body):
+        return response
+    if _media(response.headers).startswith("text/html"):
         return response
     if response.status_code >= 500:
         return error(response.status_code, "internal_error",

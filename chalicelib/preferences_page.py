@@ -59,6 +59,36 @@ def preferences_page(channel: str, rows: Sequence[Mapping[str, Any]], all_left: 
                  rows=[dict(row) for row in rows], all_left=all_left, address=address or "", status=status)
 
 
+#: What a person is told when a page's request fails, by status: heading and advice.
+PROBLEMS = {
+    400: ("This link cannot be used",
+          "Open the link in the most recent message you received from us, or reply to that message "
+          "and ask to be removed."),
+    404: ("We no longer hold your details",
+          "There are no preferences of yours to change."),
+    503: ("Please try again in a moment",
+          "Nothing was changed. Reload this page to try again."),
+}
+
+
+def wants_html(accept: str | None) -> bool:
+    """True when the caller asked for a page (a browser's navigation or form
+    post names ``text/html`` in ``Accept``); API callers and mailbox providers'
+    one-click POSTs get JSON."""
+    return "text/html" in (accept or "").lower()
+
+
+def problem_page(status: int, error: Mapping[str, Any]) -> str:
+    """The page shown to a person instead of an error in the JSON shape
+    (chalicelib.http.error's ``error`` object): what went wrong, in words, and
+    what they can do; nothing changed."""
+    heading, advice = PROBLEMS.get(status, PROBLEMS[503] if status >= 500 else PROBLEMS[400])
+    rules = [f"The link's token {p['rule']}." if p.get("field") == "token" else f"{p['field']}: {p['rule']}."
+             for p in error.get("problems", [])]
+    return _page(heading, "problem.html", heading=heading, detail=" ".join(rules) or error.get("message", ""),
+                 advice=advice)
+
+
 def leaving(channel: str, topic_label: str | None) -> str:
     """What an unsubscribe link leaves, in words: "Offers and promotions
     emails", or "all marketing email" for a whole channel."""

@@ -10,7 +10,8 @@ Public routes (no API key: the signed token in the link is the authority):
   channel, as a form that works without JavaScript.
 
 A token that is missing, forged, altered or expired is a 400 in the JSON
-error shape naming ``token``, and nothing changes.
+error shape naming ``token``, and nothing changes; a browser (``Accept:
+text/html``) gets the same status with a page saying so in words.
 
 Admin routes (Bearer admin token): ``GET /v1/topics``,
 ``GET|PUT /v1/profiles/{userId}/subscriptions``.
@@ -39,7 +40,7 @@ from chalicelib.preferences import (
     view,
 )
 from chalicelib.preferences_page import (
-    HTML, SAVED, SECURITY_HEADERS, form_fields, leaving, preferences_page, unsubscribe_page,
+    HTML, SAVED, SECURITY_HEADERS, form_fields, leaving, preferences_page, problem_page, unsubscribe_page, wants_html,
 )
 from chalicelib.profiles import Profile
 from chalicelib.segment import parse_body
@@ -58,13 +59,17 @@ UNSUBSCRIBE_MAIL_PLACEHOLDER = "arn:aws:sns:us-east-1:000000000000:nudge-unsubsc
 
 
 def _public(view_function: Callable[..., Response]) -> Callable[..., Response]:
-    """Errors in the JSON shape, and every answer (page or error) with the
-    pages' security headers: no caching, no framing, no script."""
+    """Errors in the JSON shape, or as a page when a browser asks for one
+    (``Accept: text/html``), with the same status; every answer (page or
+    error) with the pages' security headers: no caching, no framing, no script."""
     answering = answers_errors(_CHALLENGE)(view_function)
 
     @wraps(view_function)
     def wrapper(*args: Any, **kwargs: Any) -> Response:
         response = answering(*args, **kwargs)
+        if response.status_code >= 400 and wants_html(preferences.current_request.headers.get("accept")):
+            response = Response(body=problem_page(response.status_code, response.body["error"]),
+                                status_code=response.status_code, headers={**response.headers, "Content-Type": HTML})
         response.headers.update(SECURITY_HEADERS)
         return response
 

@@ -180,3 +180,17 @@ def test_a_script_in_a_persons_traits_shows_as_text(stack: Stack, browser: Any) 
     # The form still works for this person.
     press(browser, "save")
     assert status_text(browser) == "Your preferences are saved."
+
+
+def test_an_altered_link_shows_a_page_saying_it_cannot_be_used_and_changes_nothing(stack: Stack,
+                                                                                     browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    user_id = person(stack)
+    good = link(stack, "unsubscribe", user_id)
+    browser.get(good[:-2] + ("AA" if not good.endswith("AA") else "BB"))
+
+    assert browser.find_element(By.TAG_NAME, "h1").text == "This link cannot be used"
+    assert "token has an invalid signature" in browser.find_element(By.CSS_SELECTOR, "p[role=alert]").text
+    assert browser.find_elements(By.TAG_NAME, "form") == []
+    assert subscriptions(stack, user_id)["history"] == []

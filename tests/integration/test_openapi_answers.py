@@ -210,6 +210,11 @@ def test_every_operation_answers_as_described(client: Client, stack: dict[str, s
     call("GET", "/v1/preferences", 404, "/v1/preferences?token="
          + sign(get_settings().unsubscribe_keys, "user:nobody", "email", None, utcnow()))
     call("GET", "/v1/preferences", 400)
+    browser = {"Accept": "text/html"}
+    call("GET", "/v1/unsubscribe", 400, "/v1/unsubscribe?token=forged.token.here", browser)
+    call("POST", "/v1/unsubscribe", 400, "/v1/unsubscribe?token=x", {"Content-Type": FORM, **browser}, "")
+    call("GET", "/v1/preferences", 404, "/v1/preferences?token="
+         + sign(get_settings().unsubscribe_keys, "user:nobody", "email", None, utcnow()), browser)
     call("POST", "/v1/preferences", 200, f"/v1/preferences?token={channel_token}", {"Content-Type": FORM},
          "topic=email%3Anews")
     call("POST", "/v1/preferences", 400, f"/v1/preferences?token={channel_token}", {"Content-Type": FORM},

@@ -173,6 +173,51 @@ def test_an_expired_token_says_it_expired(client: Client) -> None:
     assert "expired" in error["problems"][0]["rule"]
 
 
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+def test_a_browser_opening_an_expired_link_gets_a_page_saying_so_with_the_same_400(client: Client) -> None:
+    identify(client, "ana")
+    expired = token("ana", days_ago=91)
+    for response in (client.http.get(f"/v1/unsubscribe?token={expired}", headers=BROWSER),
+                     client.http.post(f"/v1/unsubscribe?token={expired}", headers={**FORM, **BROWSER},
+                                      body="confirm=unsubscribe")):
+        assert response.status_code == 400
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        assert headers["content-type"] == "text/html; charset=utf-8"
+        assert "default-src 'none'" in headers["content-security-policy"]
+        page = text(response)
+        assert "<h1>This link cannot be used</h1>" in page
+        assert "token has expired (links are valid for" in page
+    assert subscriptions(client, "ana")["history"] == []
+
+
+def test_a_browser_opening_the_page_of_a_person_no_longer_known_gets_a_404_page(client: Client) -> None:
+    response = client.http.get(f"/v1/preferences?token={token('gone')}", headers=BROWSER)
+    assert response.status_code == 404 and "<h1>We no longer hold your details</h1>" in text(response)
+
+
+def test_a_browser_unsubscribing_while_storage_is_unavailable_is_told_to_retry_and_nothing_changes(
+        client: Client) -> None:
+    from chalicelib.errors import StorageUnavailable
+
+    identify(client, "ana")
+
+    class Unavailable:
+        def __getattr__(self, name: str) -> Any:
+            def refuse(*args: Any, **kwargs: Any) -> None:
+                raise StorageUnavailable("ProvisionedThroughputExceededException")
+            return refuse
+
+    dependencies.override(consent=Unavailable())
+    response = client.http.post(f"/v1/unsubscribe?token={token('ana')}", headers={**FORM, **BROWSER},
+                                body="confirm=unsubscribe")
+    dependencies.override()
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert "<h1>Please try again in a moment</h1>" in text(response)
+    assert row(subscriptions(client, "ana"), "email:offers")["subscribed"] is True
+
+
 def test_a_30_day_old_link_still_works(client: Client) -> None:
     identify(client, "ana")
     assert_page(client.http.post(f"/v1/unsubscribe?token={token('ana', days_ago=30)}", headers=FORM, body=ONE_CLICK))

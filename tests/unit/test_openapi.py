@@ -108,12 +108,17 @@ def test_path_parameters_are_declared_with_the_names_the_routes_use(doc):
 
 
 def test_every_error_answer_is_the_shared_json_error_shape(doc):
+    """The pages a person opens from a message may answer a browser with a
+    page instead; everything else answers errors in JSON only."""
     for method, path, operation in operations(doc):
         statuses = operation["responses"]
         assert "5XX" in statuses, f"{method} {path} does not describe its 5xx answers"
         for status, response in statuses.items():
             if status[0] in "45":
-                content = resolve(doc, response)["content"]
+                content = dict(resolve(doc, response)["content"])
+                if "pages" in operation.get("tags", []) and status != "415":
+                    assert content.pop("text/html") == {"schema": {"$ref": "#/components/schemas/ProblemPage"}}, \
+                        f"{method} {path} {status}"
                 assert list(content) == ["application/json"], f"{method} {path} {status}"
                 assert content["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}, \
                     f"{method} {path} {status}"
