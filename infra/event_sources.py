@@ -18,7 +18,7 @@ CloudWatchEventConfig    A rule on the bus with the handler's event pattern
                          EventBridge would. A failing event is retried, then
                          moved to the dead-letter queue with its error.
 ScheduledEventConfig     ``rate(...)`` and ``cron(...)`` expressions (UTC, see
-                         infra/schedules.py) fire on a timer with a
+                         chalicelib/durations.py) fire on a timer with a
                          "Scheduled Event".
 SQSEventConfig           The queue is polled like Lambda's SQS mapping, with
                          partial batch failures when the template enables
@@ -73,8 +73,8 @@ from chalice.app import (
 )
 from chalice.local import LambdaContext
 
+from chalicelib.durations import parse_schedule
 from infra.bindings import NO_BINDING, Binding
-from infra.schedules import UnsupportedSchedule, parse_schedule
 
 log = logging.getLogger("local_stack")
 
@@ -739,7 +739,7 @@ class ScheduleSource(EventSource):
         self.expression = raw if isinstance(raw, str) else raw.to_string()
         try:
             self.schedule = parse_schedule(self.expression, datetime.now(timezone.utc))
-        except UnsupportedSchedule as exc:
+        except ValueError as exc:
             raise SourceUnavailable(str(exc)) from exc
         self.rule_arn = (f"arn:aws:events:{self.runtime.region}:{self.runtime.account}:rule/"
                          f"{self.runtime.resource_name(self.name)}")

@@ -12,16 +12,15 @@ import threading
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Iterator
 from unittest import mock
 
 import pytest
 from chalice import Chalice, Rate as ChaliceRate
 
+from chalicelib import durations
 from infra.bindings import NO_BINDING, Binding
 from infra.event_sources import DeliveryPolicy, EventSourceRuntime
-from infra.schedules import Cron, Rate, UnsupportedSchedule, parse_schedule
 from tests.e2e.conftest import Stack, eventually
 
 POLICY = DeliveryPolicy(wait_seconds=1, max_attempts=3, retry_seconds=0, stream_poll_seconds=0.1)
@@ -247,7 +246,7 @@ def test_schedules_fire_on_their_own(stack: Stack) -> None:
         fired.append(event.time)
 
     runtime = EventSourceRuntime(app, stack.aws_client, bus_name="not-used", prefix="ticks", policy=POLICY)
-    with mock.patch.dict(Rate._UNITS, {"minute": 0.05}):  # a minute lasts 50 ms here
+    with mock.patch.dict(durations._UNIT_SECONDS, {"m": 0.05}):  # a minute lasts 50 ms here
         runtime.start()
     try:
         eventually(lambda: len(fired) >= 3, timeout=10, interval=0.02, what="three runs")
@@ -256,40 +255,15 @@ def test_schedules_fire_on_their_own(stack: Stack) -> None:
     assert not [t for t in threading.enumerate() if t.name == "source-tick"]
 
 
-UTC = timezone.utc
+def test_a_schedule_eventbridge_would_refuse_is_skipped_with_the_reason(stack: Stack) -> None:
+    app = Chalice(app_name="ticks")
 
+    @app.schedule("cron(0 9 * * MON *)", name="both_days")  # day-of-month and day-of-week both given
+    def both_days(event):
+        raise AssertionError("never runs")
 
-@pytest.mark.parametrize("expression, after, expected", [
-    ("cron(0/15 * * * ? *)", datetime(2026, 12, 1, 10, 7, tzinfo=UTC), datetime(2026, 12, 1, 10, 15, tzinfo=UTC)),
-    ("cron(0/15 * * * ? *)", datetime(2026, 12, 1, 10, 15, tzinfo=UTC), datetime(2026, 12, 1, 10, 30, tzinfo=UTC)),
-    # 2026-12-05 is a Saturday; day-of-week 1 is Sunday.
-    ("cron(0 9 ? * MON-FRI *)", datetime(2026, 12, 5, 10, 0, tzinfo=UTC), datetime(2026, 12, 7, 9, 0, tzinfo=UTC)),
-    ("cron(0 9 ? * 1 *)", datetime(2026, 12, 5, 10, 0, tzinfo=UTC), datetime(2026, 12, 6, 9, 0, tzinfo=UTC)),
-    ("cron(30 8 1 JAN,JUL ? 2027)", datetime(2026, 12, 5, tzinfo=UTC), datetime(2027, 1, 1, 8, 30, tzinfo=UTC)),
-    ("cron(0 0 29 2 ? *)", datetime(2026, 3, 1, tzinfo=UTC), datetime(2028, 2, 29, 0, 0, tzinfo=UTC)),
-    ("cron(0 12 * * ? 2020)", datetime(2026, 1, 1, tzinfo=UTC), None),
-])
-def test_cron_expressions(expression: str, after: datetime, expected: datetime | None) -> None:
-    assert Cron(expression).next_after(after) == expected
-
-
-def test_rate_expressions_count_from_the_start() -> None:
-    start = datetime(2026, 12, 1, 10, 0, 20, tzinfo=UTC)
-    rate = parse_schedule("rate(5 minutes)", start)
-    assert rate.next_after(start) == datetime(2026, 12, 1, 10, 5, 20, tzinfo=UTC)
-    assert rate.next_after(datetime(2026, 12, 1, 10, 12, tzinfo=UTC)) == datetime(2026, 12, 1, 10, 15, 20, tzinfo=UTC)
-    assert parse_schedule("rate(1 day)", start).next_after(start) == datetime(2026, 12, 2, 10, 0, 20, tzinfo=UTC)
-
-
-@pytest.mark.parametrize("expression", [
-    "cron(0 9 * * MON *)",      # both day fields given
-    "cron(0 9 L * ? *)",        # last day of month: not emulated
-    "cron(0 9 ? * 2#1 *)",      # nth weekday: not emulated
-    "cron(0 9 * *)",            # too few fields
-    "cron(61 * * * ? *)",       # out of range
-    "rate(0 minutes)",
-    "every hour",
-])
-def test_expressions_that_cannot_be_emulated_are_refused(expression: str) -> None:
-    with pytest.raises(UnsupportedSchedule):
-        parse_schedule(expression, datetime(2026, 12, 1, tzinfo=UTC))
+    runtime = EventSourceRuntime(app, stack.aws_client, bus_name="not-used", prefix="ticks", policy=POLICY)
+    runtime.start()
+    runtime.stop()
+    [(name, reason)] = runtime.skipped
+    assert name == "both_days" and "exactly one of day-of-month and day-of-week" in reason
