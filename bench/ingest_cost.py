@@ -41,10 +41,11 @@ def measure() -> dict[str, float]:
     from chalicelib.dynamodb import DynamoKeyStore
     from chalicelib.settings import get_settings
     from infra import template
+    from infra.local_stack import stand_in_parameters
 
     with mock_aws():
         cloudformation = boto3.client("cloudformation")
-        template.create_stack(cloudformation, "nudge-bench")
+        template.create_stack(cloudformation, "nudge-bench", stand_in_parameters("https://nudge.example.com"))
         os.environ.update(template.stack_environment(cloudformation, "nudge-bench"))
         dependencies.override()
         auth.forget_cached_keys()

@@ -99,12 +99,13 @@ def measure() -> dict[str, float]:
     from chalicelib.sweep import sweep
     from chalicelib.triggers import parse_trigger
     from infra import template
+    from infra.local_stack import stand_in_parameters
 
     trigger = parse_trigger(BIRTHDAY, templates=None, origin="bench")
     start = datetime.combine(TODAY, datetime.min.time(), timezone.utc)
     with mock_aws():
         cloudformation = boto3.client("cloudformation")
-        template.create_stack(cloudformation, "nudge-bench")
+        template.create_stack(cloudformation, "nudge-bench", stand_in_parameters("https://nudge.example.com"))
         os.environ.update(template.stack_environment(cloudformation, "nudge-bench"))
         dependencies.override()
         settings = get_settings()

@@ -91,16 +91,14 @@ def per_message() -> dict[str, float]:
     from chalicelib.dynamodb import DynamoKeyStore
     from chalicelib.settings import get_settings
     from infra import template
-    from infra.local_stack import LOCAL_HASH_SALT, LOCAL_UNSUBSCRIBE_KEYS, verify_senders
+    from infra.local_stack import stand_in_parameters, verify_senders
     from tests.integration.pipeline import Pipeline
 
     with mock_aws():
         cloudformation = boto3.client("cloudformation")
         # Marketing email carries unsubscribe links: the stack needs its public URL and signing keys
-        # (given here, not read from the environment an earlier measurement filled with its own stack's).
-        template.create_stack(cloudformation, "nudge-bench", {
-            "PublicUrl": "https://nudge.example.com", "UnsubscribeSigningKeys": LOCAL_UNSUBSCRIBE_KEYS,
-            "UnsubscribeMailto": "unsubscribe@example.com", "HashSalt": LOCAL_HASH_SALT})
+        # (fixed stand-ins, not read from the environment an earlier measurement filled with its own stack's).
+        template.create_stack(cloudformation, "nudge-bench", stand_in_parameters("https://nudge.example.com"))
         env = template.stack_environment(cloudformation, "nudge-bench")
         os.environ.update(env)
         dependencies.override()

@@ -112,14 +112,22 @@ def ensure_port_free(port: int) -> None:
             raise OSError(exc.errno, f"{HOST}:{port} is already in use ({exc.strerror})") from exc
 
 
+def stand_in_parameters(public_url: str) -> dict[str, str]:
+    """The template parameters of a stack that sends no real mail (the local
+    stack's defaults, the benchmarks): its URL and fixed stand-ins for the secrets."""
+    return {"PublicUrl": public_url, "UnsubscribeSigningKeys": LOCAL_UNSUBSCRIBE_KEYS,
+            "UnsubscribeMailto": "unsubscribe@example.com", "HashSalt": LOCAL_HASH_SALT}
+
+
 def local_parameters(public_url: str) -> dict[str, str]:
     """The template parameters of a local stack: its own URL, and stand-ins
     for the secrets (the environment may set real ones)."""
+    stand_ins = stand_in_parameters(public_url)
     return {
         "PublicUrl": public_url,
-        "UnsubscribeSigningKeys": os.environ.get("NUDGE_UNSUBSCRIBE_KEYS") or LOCAL_UNSUBSCRIBE_KEYS,
-        "UnsubscribeMailto": os.environ.get("NUDGE_UNSUBSCRIBE_MAILTO") or "unsubscribe@example.com",
-        "HashSalt": os.environ.get("NUDGE_HASH_SALT") or LOCAL_HASH_SALT,
+        "UnsubscribeSigningKeys": os.environ.get("NUDGE_UNSUBSCRIBE_KEYS") or stand_ins["UnsubscribeSigningKeys"],
+        "UnsubscribeMailto": os.environ.get("NUDGE_UNSUBSCRIBE_MAILTO") or stand_ins["UnsubscribeMailto"],
+        "HashSalt": os.environ.get("NUDGE_HASH_SALT") or stand_ins["HashSalt"],
         **({"FatigueBudget": os.environ["NUDGE_FATIGUE_BUDGET"]} if os.environ.get("NUDGE_FATIGUE_BUDGET") else {}),
     }
 
