@@ -25,17 +25,20 @@ RESERVE_MS = 15_000
 
 
 def run_sweep(context: Any = None) -> SweepResult:
-    """Sweep now, as the schedule does (also used by local time travel)."""
+    """Sweep now, as the schedule does (also used by local time travel). A
+    round in which a timer failed ends the invocation: the next sweep tries it again."""
     total = SweepResult(0, 0, 0)
     while True:
         result = sweep(utcnow(), timers=dependencies.timer_store(), profiles=dependencies.profile_store(),
                        triggers=dependencies.definitions(), decisions=dependencies.decision_log(),
                        queue=dependencies.send_queue(), limit=ROUND,
                        fallback_tz=get_settings().fallback_timezone, runs=dependencies.broadcast_runs())
+        for timer, error in result.failed:
+            logger.error("timer failed; left for the next sweep", extra={"timer": timer, "error": error})
         total = SweepResult(total.due + result.due, total.acted + result.acted,
-                            total.called_off + result.called_off)
+                            total.called_off + result.called_off, failed=total.failed + result.failed)
         out_of_time = context is not None and context.get_remaining_time_in_millis() < RESERVE_MS
-        if (result.due < ROUND and not result.chained) or out_of_time:
+        if (result.due < ROUND and not result.chained) or out_of_time or result.failed:
             return total
 
 
@@ -45,6 +48,7 @@ def sweep_timers(event: Any) -> dict[str, int]:
     result = run_sweep(getattr(event, "context", None))
     count("TimersDue", result.due)
     count("TimersActed", result.acted)
+    count("TimerFailures", len(result.failed))
     if result.due:
         logger.info("swept timers", extra=result.as_dict())
     return result.as_dict()

@@ -118,7 +118,8 @@ class Engine:
         assert response.status_code == 200, response.text
         answer = response.json()
         assert parse_iso(answer["now"]) >= before, answer
-        assert set(answer["swept"]) == {"due", "acted", "calledOff"}, answer
+        assert set(answer["swept"]) == {"due", "acted", "calledOff", "failed"}, answer
+        assert answer["swept"]["failed"] == 0, answer
         eventually(self.send_queue_is_empty, timeout=TIMEOUT, what=f"the send queue emptying after advancing {by}")
         return answer
 

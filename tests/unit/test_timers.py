@@ -115,3 +115,58 @@ def test_a_timer_of_a_person_erased_during_the_wait_does_nothing_and_records_not
     assert (result.due, result.acted) == (1, 0)
     assert shop.queue.decisions == [] and shop.decisions.evaluations == []
     assert shop.timers.items == {}
+
+
+class BrokenLookup:
+    """Definitions in which one trigger no longer reads (a bug, or a stored definition
+    of a newer version), and, when asked, storage that refuses."""
+
+    def __init__(self, definitions, broken, unavailable=False):
+        self.definitions, self.broken, self.unavailable = definitions, broken, unavailable
+
+    def get_trigger(self, trigger_id):
+        from chalicelib.errors import StorageUnavailable
+
+        if self.unavailable:
+            raise StorageUnavailable("ProvisionedThroughputExceededException")
+        if trigger_id == self.broken:
+            raise KeyError("when")
+        return self.definitions.get_trigger(trigger_id)
+
+    def triggers_for(self, event_key):
+        return self.definitions.triggers_for(event_key)
+
+
+def test_a_timer_that_cannot_fire_stays_and_the_others_still_go():
+    # Given two carts waiting, one of them on a trigger that no longer reads
+    other = {**CART, "id": "cart-broken"}
+    shop = Shop()
+    shop.definitions = MemoryDefinitions(triggers=[shop.trigger, parse_trigger(other, templates=None, origin="test")])
+    shop.event("Product Added", 0, "add-1")
+    lookup = BrokenLookup(shop.definitions, broken="cart-broken")
+    # When the hour is up
+    result = sweep(T0 + timedelta(minutes=60), timers=shop.timers, profiles=shop.profiles, triggers=lookup,
+                   decisions=shop.decisions, queue=shop.queue)
+    # Then the good one fires and the broken one is named, left to be tried again
+    assert (result.due, result.acted, result.called_off) == (2, 1, 0)
+    assert [d.trigger_id for d in shop.queue.decisions] == ["abandoned-cart"]
+    [(which, error)] = result.failed
+    assert "cart-broken#add-1 of user:ana" in which and error == "KeyError: 'when'"
+    assert [t.trigger_id for t in shop.timers.due(T0 + timedelta(minutes=61), 10)] == ["cart-broken"]
+    # And once the trigger reads again, the next sweep fires it
+    lookup.broken = None
+    assert sweep(T0 + timedelta(minutes=61), timers=shop.timers, profiles=shop.profiles, triggers=lookup,
+                 decisions=shop.decisions, queue=shop.queue).acted == 1
+    assert shop.timers.items == {}
+
+
+def test_unavailable_storage_stops_the_sweep_with_every_timer_still_due():
+    from chalicelib.errors import StorageUnavailable
+
+    shop = Shop()
+    shop.event("Product Added", 0, "add-1")
+    with pytest.raises(StorageUnavailable):
+        sweep(T0 + timedelta(minutes=60), timers=shop.timers, profiles=shop.profiles,
+              triggers=BrokenLookup(shop.definitions, broken=None, unavailable=True), decisions=shop.decisions,
+              queue=shop.queue)
+    assert len(shop.timers.items) == 1 and shop.queue.decisions == []
