@@ -147,3 +147,31 @@ def test_three_pricing_views_in_a_week_alert_sales_once(client, pipeline):  # no
     pipeline.run()
     hot = [m for m in messages(client, "hot1") if m["trigger"] == "pricing-hot-lead"]
     assert [m["status"] for m in hot] == ["sent"]
+
+
+def test_a_timer_that_cannot_fire_holds_back_no_other_and_fires_once_it_can(client, pipeline, monkeypatch):  # noqa: F811
+    from chalicelib import sweep
+
+    shopper(client, "cart-stuck")
+    shopper(client, "cart-free")
+    pipeline.run()
+    real_fire = sweep.fire
+
+    def fire(timer, *args, **kwargs):
+        if timer.profile_id == "user:cart-stuck":
+            raise KeyError("a field this version cannot read")
+        return real_fire(timer, *args, **kwargs)
+
+    monkeypatch.setattr(sweep, "fire", fire)
+    swept = advance(client, "61m")["swept"]
+    assert (swept["due"], swept["acted"], swept["failed"]) == (2, 1, 1)
+    pipeline.run()
+    assert [m["status"] for m in messages(client, "cart-free")] == ["sent"]
+    assert messages(client, "cart-stuck") == []
+    # Once the cause is fixed, the next sweep sends the stuck reminder, once
+    monkeypatch.setattr(sweep, "fire", real_fire)
+    swept = advance(client, "1m")["swept"]
+    assert (swept["due"], swept["acted"], swept["failed"]) == (1, 1, 0)
+    pipeline.run()
+    assert [m["status"] for m in messages(client, "cart-stuck")] == ["sent"]
+    assert advance(client, "1m")["swept"]["due"] == 0
