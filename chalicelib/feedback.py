@@ -215,9 +215,6 @@ class FeedbackStore(Protocol):
     def pause_state(self) -> dict[str, str] | None:
         """``{"reason", "at"}`` of the pause flag, or None."""
 
-    def paused(self) -> str | None:
-        """The pause flag's reason, or None."""
-
     def resume(self) -> dict[str, str] | None:
         """Clear the pause flag; returns what it was (None: it was not set)."""
 

@@ -137,10 +137,6 @@ class DynamoFeedbackStore:
             return None
         return json.loads(item.data or "{}")
 
-    def paused(self) -> str | None:
-        state = self.pause_state()
-        return (state.get("reason") or "paused") if state is not None else None
-
     @translated
     def resume(self) -> dict[str, str] | None:
         state = self.pause_state()

@@ -119,17 +119,16 @@ def stand_in_parameters(public_url: str) -> dict[str, str]:
             "UnsubscribeMailto": "unsubscribe@example.com", "HashSalt": LOCAL_HASH_SALT}
 
 
+#: Template parameters the environment may set for a local stack, by the variable that sets them.
+_PARAMETER_VARIABLES = {"UnsubscribeSigningKeys": "NUDGE_UNSUBSCRIBE_KEYS", "UnsubscribeMailto": "NUDGE_UNSUBSCRIBE_MAILTO",
+                        "HashSalt": "NUDGE_HASH_SALT", "FatigueBudget": "NUDGE_FATIGUE_BUDGET"}
+
+
 def local_parameters(public_url: str) -> dict[str, str]:
     """The template parameters of a local stack: its own URL, and stand-ins
-    for the secrets (the environment may set real ones)."""
-    stand_ins = stand_in_parameters(public_url)
-    return {
-        "PublicUrl": public_url,
-        "UnsubscribeSigningKeys": os.environ.get("NUDGE_UNSUBSCRIBE_KEYS") or stand_ins["UnsubscribeSigningKeys"],
-        "UnsubscribeMailto": os.environ.get("NUDGE_UNSUBSCRIBE_MAILTO") or stand_ins["UnsubscribeMailto"],
-        "HashSalt": os.environ.get("NUDGE_HASH_SALT") or stand_ins["HashSalt"],
-        **({"FatigueBudget": os.environ["NUDGE_FATIGUE_BUDGET"]} if os.environ.get("NUDGE_FATIGUE_BUDGET") else {}),
-    }
+    for the secrets (the environment may set real ones, and the budget)."""
+    return {**stand_in_parameters(public_url),
+            **{name: os.environ[variable] for name, variable in _PARAMETER_VARIABLES.items() if os.environ.get(variable)}}
 
 
 def verify_senders(domains: tuple[str, ...], configuration_set: str) -> None:

@@ -399,7 +399,8 @@ class MemoryConsentStore:
         state, version = self.budget(profile_id, channel)
         return Standing(states=self.preferences(profile_id), suppression=self.suppression(address),
                         erased=bool(user_id) and self.erased(user_id), budget=state, budget_version=version,
-                        paused=self.feedback.paused() if self.feedback and channel == "email" else None)
+                        paused=self.feedback.state["reason"] if self.feedback and self.feedback.state and channel == "email"
+                        else None)
 
     def budget(self, profile_id, channel):
         return self.budgets.get((profile_id, channel), ({}, 0))
@@ -463,9 +464,6 @@ class MemoryFeedbackStore:
 
     def pause_state(self):
         return dict(self.state) if self.state else None
-
-    def paused(self):
-        return self.state["reason"] if self.state else None
 
     def resume(self):
         state, self.state = self.state, None

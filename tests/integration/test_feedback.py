@@ -198,10 +198,10 @@ def test_the_reputation_guard_pauses_marketing_alerts_once_and_is_resumed(client
         deliver_feedback(client, event("Send", mail(number), now))
     deliver_feedback(client, event("Bounce", mail(0), now, ["gone0@example.org"]))  # 1 of 20: 5%, not past
     deliver_feedback(client, event("Complaint", mail(1), now, ["angry@example.org"]))  # 5%, under 6%
-    assert dependencies.feedback_store().paused() is None
+    assert dependencies.feedback_store().pause_state() is None
     assert not alerts(stack)
     deliver_feedback(client, event("Complaint", mail(2), now, ["angrier@example.org"]))  # 10%: past
-    reason = dependencies.feedback_store().paused()
+    reason = (dependencies.feedback_store().pause_state() or {}).get("reason")
     assert reason and "complaint rate 10%" in reason
     deliver_feedback(client, event("Complaint", mail(3), now, ["angriest@example.org"]))
     [(text, attributes)] = alerts(stack)
@@ -213,5 +213,5 @@ def test_the_reputation_guard_pauses_marketing_alerts_once_and_is_resumed(client
 
     response = client.http.post("/v1/reputation/resume", headers=admin_headers())
     assert response.status_code == 200 and json.loads(response.body)["resumed"] is True
-    assert dependencies.feedback_store().paused() is None
+    assert dependencies.feedback_store().pause_state() is None
     assert client.http.post("/v1/reputation/resume").status_code == 401

@@ -256,7 +256,7 @@ def run_feedback_flows(client: Client, recorder: Recorder, template: dict[str, A
                     client.lambda_.invoke("on_feedback", sns_event)
                 except SendRetryable:
                     client.lambda_.invoke("on_feedback", sns_event)  # Lambda's retry
-        assert len(calls) == 2 and dependencies.feedback_store().paused()
+        assert len(calls) == 2 and dependencies.feedback_store().pause_state()
         with recorder.running(function_id(template, "api_handler")):
             ok(client.http.get("/v1/triggers/order-confirmation/stats?days=400", headers=admin_headers()))
             ok(client.http.get("/v1/reputation", headers=admin_headers()))
